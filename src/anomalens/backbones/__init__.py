@@ -1,0 +1,83 @@
+"""Registry of pretrained backbones; each turns an image batch into feature maps."""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from anomalens.backbones.base import Backbone
+from anomalens.backbones.weights import sha256
+from anomalens.errors import MissingWeightsError
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """How to find and build one backbone.
+
+    Attributes:
+        name: registry name.
+        source: where the weights come from, for people.
+        locate: weights path or None -> existing weights file or directory (MissingWeightsError).
+        build: weights file or directory -> Backbone in eval mode.
+    """
+
+    name: str
+    source: str
+    locate: Callable[[str | Path | None], Path]
+    build: Callable[[Path], Backbone]
+
+
+_REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register(entry: BackboneEntry) -> None:
+    """Add a backbone to the registry."""
+    _REGISTRY[entry.name] = entry
+
+
+def backbone_names() -> list[str]:
+    """Names of every registered backbone."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> BackboneEntry:
+    """The registry entry for `name`, or a ValueError listing the valid names."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}; choose from {backbone_names()}")
+    return _REGISTRY[name]
+
+
+@functools.lru_cache(maxsize=4)
+def load_backbone(name: str, weights: str | None = None) -> Backbone:
+    """Build backbone `name` with its pretrained weights, frozen, in eval mode (cached)."""
+    entry = get_entry(name)
+    model = entry.build(entry.locate(weights))
+    model.eval().requires_grad_(False)
+    return model
+
+
+def weights_status() -> list[dict[str, object]]:
+    """For each backbone: name, whether its weights are here, their source, path and sha256."""
+    rows = []
+    for name in backbone_names():
+        entry = _REGISTRY[name]
+        try:
+            path = entry.locate(None)
+        except MissingWeightsError:
+            rows.append({"name": name, "available": False, "source": entry.source})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "available": True,
+                "source": entry.source,
+                "path": str(path),
+                "sha256": sha256(path),
+            }
+        )
+    return rows
+
+
+from anomalens.backbones import efficientnet_lite  # noqa: E402, F401  (registers itself)
+
+__all__ = ["Backbone", "BackboneEntry", "backbone_names", "load_backbone", "register"]

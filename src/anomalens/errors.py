@@ -1,0 +1,24 @@
+"""Errors a user can act on: each names the file or thing at fault and the problem."""
+
+from pathlib import Path
+
+
+class AnomalensError(Exception):
+    """Base class of every error anomalens raises on purpose."""
+
+
+class ImageError(AnomalensError):
+    """An input image cannot be used; names the file and the problem."""
+
+    def __init__(self, source: str | Path, problem: str):
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+class MissingWeightsError(AnomalensError):
+    """Pretrained weights for a backbone are not on this machine."""
+
+
+class ModelFileError(AnomalensError):
+    """A saved detector cannot be read."""

@@ -1,0 +1,132 @@
+"""Turn images into backbone feature maps: resize, crop, normalise, batch, forward."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anomalens.backbones import Backbone, load_backbone
+
+
+@dataclass
+class FeatureMaps:
+    """Feature maps of one image.
+
+    Attributes:
+        levels: level name -> (C, h, w) float32 tensor.
+        extent: (height, width) of the original image region the maps cover, in original
+            pixels; cropping to a multiple of the stride may leave a thin strip uncovered at the
+            bottom and right.
+        image_size: (height, width) of the original image.
+    """
+
+    levels: dict[str, torch.Tensor]
+    extent: tuple[float, float]
+    image_size: tuple[int, int]
+
+
+class FeatureExtractor:
+    """Runs a registered backbone on images of any size.
+
+    Args:
+        backbone: registry name of the backbone.
+        resolution: the shorter image side is resized to this many pixels (keep_aspect=True), or
+            both sides are (keep_aspect=False, for methods that need aligned grids).
+        levels: feature levels to return; None means the backbone's default levels.
+        weights: optional path to the backbone's weights file.
+        keep_aspect: keep the aspect ratio and crop to a multiple of the backbone's size
+            multiple (top-left anchored), as AnomalyDINO does.
+        batch_size: images per forward pass; images are batched by preprocessed size.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        resolution: int,
+        levels: tuple[str, ...] | None = None,
+        weights: str | None = None,
+        keep_aspect: bool = True,
+        batch_size: int = 8,
+    ):
+        self.backbone_name = backbone
+        self.resolution = resolution
+        self.weights = weights
+        self.keep_aspect = keep_aspect
+        self.batch_size = batch_size
+        self.model: Backbone = load_backbone(backbone, weights)
+        self.levels = tuple(levels) if levels else self.model.default_levels
+        self.model.check_levels(self.levels)
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) an image is resized to before cropping."""
+        if not self.keep_aspect:
+            side = _round_to(self.resolution, self.model.size_multiple)
+            return side, side
+        scale = self.resolution / min(height, width)
+        return max(round(height * scale), 1), max(round(width * scale), 1)
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        """Normalised (3, h, w) tensor for an RGB uint8 image, and the original extent covered."""
+        height, width = image.shape[:2]
+        resized_h, resized_w = self.target_size(height, width)
+        multiple = self.model.size_multiple
+        crop_h = max(resized_h // multiple * multiple, multiple)
+        crop_w = max(resized_w // multiple * multiple, multiple)
+        tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
+        tensor = F.interpolate(
+            tensor, size=(resized_h, resized_w), mode="bilinear", antialias=True,
+            align_corners=False,
+        )[0]
+        if crop_h > resized_h or crop_w > resized_w:
+            tensor = F.pad(tensor, (0, max(crop_w - resized_w, 0), 0, max(crop_h - resized_h, 0)))
+        tensor = tensor[:, :crop_h, :crop_w]
+        mean = torch.tensor(self.model.mean).view(3, 1, 1)
+        std = torch.tensor(self.model.std).view(3, 1, 1)
+        extent = (
+            min(crop_h * height / resized_h, height),
+            min(crop_w * width / resized_w, width),
+        )
+        return (tensor - mean) / std, extent
+
+    @torch.inference_mode()
+    def extract(self, images: list[np.ndarray]) -> list[FeatureMaps]:
+        """Feature maps for each RGB uint8 image, in order."""
+        prepared = [self.preprocess(image) for image in images]
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, (tensor, _) in enumerate(prepared):
+            by_shape[tuple(tensor.shape)].append(index)
+        outputs: list[FeatureMaps | None] = [None] * len(images)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                batch = torch.stack([prepared[i][0] for i in chunk])
+                maps = self.model(batch, self.levels)
+                for row, index in enumerate(chunk):
+                    outputs[index] = FeatureMaps(
+                        levels={level: value[row].float() for level, value in maps.items()},
+                        extent=prepared[index][1],
+                        image_size=images[index].shape[:2],
+                    )
+        return outputs  # type: ignore[return-value]
+
+
+def stack_levels(levels: dict[str, torch.Tensor], normalize_each: bool = False) -> torch.Tensor:
+    """Concatenate (C, h, w) maps on the finest grid, upsampling coarser ones bilinearly.
+
+    With normalize_each, each level is L2-normalised per position first so that no level
+    dominates the distance by its channel count or scale.
+    """
+    finest = max(levels.values(), key=lambda t: t.shape[-1] * t.shape[-2])
+    size = finest.shape[-2:]
+    parts = []
+    for value in levels.values():
+        if value.shape[-2:] != size:
+            value = F.interpolate(value[None], size=size, mode="bilinear", align_corners=False)[0]
+        parts.append(F.normalize(value, dim=0) if normalize_each else value)
+    return torch.cat(parts, dim=0)
+
+
+def _round_to(value: int, multiple: int) -> int:
+    return max(round(value / multiple) * multiple, multiple)

@@ -1,0 +1,80 @@
+"""The contract every anomaly detection method fulfils."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class PatchScores:
+    """Anomaly scores of one image on the method's own grid.
+
+    Attributes:
+        grid: (h, w) float32 patch anomaly scores (higher is more anomalous).
+        extent: (height, width) of the original image region the grid covers, in pixels,
+            anchored at the top-left corner.
+        image_size: (height, width) of the original image.
+        image_score: the image-level anomaly score.
+    """
+
+    grid: np.ndarray
+    extent: tuple[float, float]
+    image_size: tuple[int, int]
+    image_score: float
+
+
+class Method(ABC):
+    """An anomaly detector that learns from normal RGB uint8 images only.
+
+    Subclasses take their configuration as keyword arguments in `__init__` and return the same
+    keywords from `config()`, so that `type(m)(**m.config())` rebuilds an unfitted copy.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
+        """Learn what normal looks like from `images`."""
+
+    @abstractmethod
+    def score(self, images: list[np.ndarray]) -> list[PatchScores]:
+        """Anomaly scores for each image, in order."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor keywords."""
+
+    @abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything `fit` learnt, as named arrays (saved with safetensors)."""
+
+    @abstractmethod
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what `state()` returned."""
+
+    def holdout_scores(self, images: list[np.ndarray], progress: bool = False) -> list[PatchScores]:
+        """Score each image with a model fitted without it (k-fold, at most 5 folds).
+
+        Used to calibrate thresholds and to spot bad references. Methods with a cheaper exact
+        leave-one-out override this. Needs at least two images.
+        """
+        folds = min(len(images), 5)
+        if folds < 2:
+            raise ValueError("held-out scores need at least two images")
+        results: list[PatchScores | None] = [None] * len(images)
+        for fold in range(folds):
+            held = [i for i in range(len(images)) if i % folds == fold]
+            model = type(self)(**self.config())
+            model.fit([images[i] for i in range(len(images)) if i % folds != fold])
+            for index, scores in zip(held, model.score([images[i] for i in held]), strict=True):
+                results[index] = scores
+        return results  # type: ignore[return-value]
+
+
+def top_fraction_mean(values: np.ndarray, fraction: float = 0.01) -> float:
+    """Mean of the highest `fraction` of `values` (at least one value)."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    count = max(1, int(np.ceil(flat.size * fraction)))
+    return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())
