@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from anomalens.cli import main
 from anomalens.errors import ImageError
 from anomalens.formats.html_report import ResultsDirError, write_html_report
 
@@ -240,3 +241,21 @@ def test_page_renders_in_headless_chromium_without_errors_and_sorts_and_filters(
     assert shown == ["NG", "NG"]
     with Image.open(screenshot) as picture:
         assert picture.width >= 800 and np.asarray(picture.convert("L")).std() > 10
+
+
+def test_report_command_writes_the_page_into_the_results_directory_by_default(tmp_path, capsys):
+    results_dir = write_results(tmp_path, IMAGES)
+    assert main(["report", str(results_dir)]) == 0
+    assert "test/crack/exp1.jpg" in (results_dir / "report.html").read_text(encoding="utf-8")
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_report_command_writes_where_told(tmp_path):
+    results_dir = write_results(tmp_path / "predictions", IMAGES)
+    assert main(["report", str(results_dir), "-o", str(tmp_path / "out" / "page.html")]) == 0
+    assert (tmp_path / "out" / "page.html").is_file()
+
+
+def test_report_command_fails_naming_the_missing_results_file(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "results.json: no such file" in capsys.readouterr().err
