@@ -38,8 +38,6 @@ def pro_auc(normal: np.ndarray, overlap: np.ndarray, fpr_limit: float = 0.3) -> 
             by the number of regions), highest threshold first; sums to 1.
         fpr_limit: the false-positive rate up to which the area is taken, in (0, 1].
     """
-    if not 0 < fpr_limit <= 1:
-        raise ValueError(f"the FPR limit must be in (0, 1], got {fpr_limit}")
     fpr = np.concatenate([[0.0], np.cumsum(normal)]) / np.sum(normal)
     pro = np.concatenate([[0.0], np.cumsum(overlap)])
     inside = int(np.searchsorted(fpr, fpr_limit, side="right"))

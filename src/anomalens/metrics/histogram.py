@@ -46,7 +46,7 @@ class ScoreHistogram:
             sums += np.bincount(index, weights=channel_weights, minlength=self.bins)
 
     def descending(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lower edges of the used bins from the highest down, and their (channels, bins) sums."""
+        """Lower edges of the used bins from the highest down, and their (channels, used) sums."""
         used = self._used()
         keys = self._first_key + np.arange(used)
         edges = (self._origin or 0.0) + np.ldexp(keys.astype(np.float64), self._exponent)

@@ -23,10 +23,12 @@ class PixelMetrics:
 
     Args:
         bins: number of score bins.
-        fpr_limit: false-positive rate up to which AUPRO integrates.
+        fpr_limit: false-positive rate up to which AUPRO integrates, in (0, 1].
     """
 
     def __init__(self, bins: int = 2**20, fpr_limit: float = 0.3):
+        if not 0 < fpr_limit <= 1:
+            raise ValueError(f"the FPR limit must be in (0, 1], got {fpr_limit}")
         self.fpr_limit = fpr_limit
         self._histogram = ScoreHistogram(channels=3, bins=bins)  # normal, anomalous, overlap
         self._regions = 0
