@@ -78,6 +78,11 @@ def weights_status() -> list[dict[str, object]]:
     return rows
 
 
-from anomalens.backbones import efficientnet_lite  # noqa: E402, F401  (registers itself)
+from anomalens.backbones import (  # noqa: E402  (each module registers itself)
+    dinov2,  # noqa: F401
+    efficientnet_lite,  # noqa: F401
+    inception,  # noqa: F401
+    wide_resnet,  # noqa: F401
+)
 
 __all__ = ["Backbone", "BackboneEntry", "backbone_names", "load_backbone", "register"]

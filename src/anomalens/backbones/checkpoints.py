@@ -1,0 +1,114 @@
+"""Read weight files safely, find Hugging Face snapshots, and download only when asked."""
+
+import os
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from anomalens.backbones.weights import find_file, search_dirs
+from anomalens.errors import AnomalensError, MissingWeightsError
+
+DOWNLOAD = "download"  # weights=DOWNLOAD (CLI: --weights download) fetches missing weights
+
+
+class WeightsFileError(AnomalensError):
+    """A weights file exists but does not hold the weights expected; names the file."""
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a PyTorch checkpoint (read with weights_only) or a safetensors file."""
+    try:
+        if path.suffix == ".safetensors":
+            return safetensors.torch.load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsFileError(f"{path}: not a readable weights file ({error})") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFileError(f"{path}: expected a state dict (names -> tensors)")
+    return state
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy `state` into `model`; a WeightsFileError names `path` and the keys that differ."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(
+        key for key in set(expected) & set(state) if expected[key].shape != state[key].shape
+    )
+    if missing or unexpected or wrong_shape:
+        raise WeightsFileError(
+            f"{path}: does not fit {type(model).__name__}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]}"
+        )
+    model.load_state_dict(state)
+
+
+def huggingface_cache() -> Path:
+    """The Hugging Face hub cache folder, as the huggingface_hub library resolves it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def huggingface_snapshot(repo: str) -> Path | None:
+    """The cached snapshot folder of `repo` (e.g. "facebook/dinov2-small") holding config.json
+    and safetensors weights: the revision refs/main names, else the newest such; None if none."""
+    model_dir = huggingface_cache() / ("models--" + repo.replace("/", "--"))
+    snapshots = model_dir / "snapshots"
+    main = model_dir / "refs" / "main"
+    preferred = [snapshots / main.read_text().strip()] if main.is_file() else []
+    newest = []
+    if snapshots.is_dir():
+        newest = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for snapshot in preferred + newest:
+        if (snapshot / "config.json").is_file() and any(snapshot.glob("*.safetensors")):
+            return snapshot
+    return None
+
+
+def locate_weights(
+    backbone: str,
+    filenames: list[str],
+    explicit: str | Path | None,
+    url: str,
+    huggingface_repo: str | None = None,
+) -> Path:
+    """Existing weights of `backbone`, downloading them only when `explicit` is DOWNLOAD.
+
+    Args:
+        backbone: registry name, for messages.
+        filenames: file (or folder) names looked for in `search_dirs()`; the first is the name
+            a download is saved under.
+        explicit: a path (the only place looked at), DOWNLOAD, or None to search.
+        url: where the first of `filenames` can be downloaded from.
+        huggingface_repo: Hugging Face model whose cached snapshot is also accepted.
+    """
+    if explicit == DOWNLOAD:
+        try:
+            return locate_weights(backbone, filenames, None, url, huggingface_repo)
+        except MissingWeightsError:
+            target = search_dirs()[0] / filenames[0]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(target))  # writes a temp file, then renames
+            return target
+    try:
+        return find_file(backbone, filenames, explicit)
+    except MissingWeightsError as error:
+        if explicit is not None:
+            raise
+        snapshot = huggingface_snapshot(huggingface_repo) if huggingface_repo else None
+        if snapshot is not None:
+            return snapshot
+        hints = [str(error)]
+        if huggingface_repo:
+            hints.append(
+                f"Also looked for the Hugging Face model {huggingface_repo} in "
+                f"{huggingface_cache()}; a folder with its config.json and model.safetensors "
+                f"works too (weights=FOLDER)."
+            )
+        hints.append(f"Or pass weights={DOWNLOAD!r} (--weights {DOWNLOAD}) to fetch {url}.")
+        raise MissingWeightsError("\n".join(hints)) from None
