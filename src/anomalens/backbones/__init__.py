@@ -80,6 +80,7 @@ def weights_status() -> list[dict[str, object]]:
 
 from anomalens.backbones import (  # noqa: E402  (each module registers itself)
     dinov2,  # noqa: F401
+    dinov3,  # noqa: F401
     efficientnet_lite,  # noqa: F401
     inception,  # noqa: F401
     wide_resnet,  # noqa: F401

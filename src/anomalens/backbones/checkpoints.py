@@ -1,5 +1,6 @@
 """Read weight files safely, find Hugging Face snapshots, and download only when asked."""
 
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsFileError(f"{path}: expected a state dict (names -> tensors)")
     return state
+
+
+def read_huggingface_folder(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config.json, tensors of every *.safetensors file) of a Hugging Face model folder."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise WeightsFileError(f"{folder}: no readable config.json ({error})") from error
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state |= read_state_dict(file)
+    return config, state
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -74,7 +87,7 @@ def locate_weights(
     backbone: str,
     filenames: list[str],
     explicit: str | Path | None,
-    url: str,
+    url: str | None,
     huggingface_repo: str | None = None,
 ) -> Path:
     """Existing weights of `backbone`, downloading them only when `explicit` is DOWNLOAD.
@@ -84,10 +97,12 @@ def locate_weights(
         filenames: file (or folder) names looked for in `search_dirs()`; the first is the name
             a download is saved under.
         explicit: a path (the only place looked at), DOWNLOAD, or None to search.
-        url: where the first of `filenames` can be downloaded from.
+        url: where the first of `filenames` can be downloaded from; None if nowhere public.
         huggingface_repo: Hugging Face model whose cached snapshot is also accepted.
     """
     if explicit == DOWNLOAD:
+        if url is None:
+            raise MissingWeightsError(f"backbone {backbone!r} has no public download")
         try:
             return locate_weights(backbone, filenames, None, url, huggingface_repo)
         except MissingWeightsError:
@@ -110,5 +125,6 @@ def locate_weights(
                 f"{huggingface_cache()}; a folder with its config.json and model.safetensors "
                 f"works too (weights=FOLDER)."
             )
-        hints.append(f"Or pass weights={DOWNLOAD!r} (--weights {DOWNLOAD}) to fetch {url}.")
+        if url:
+            hints.append(f"Or pass weights={DOWNLOAD!r} (--weights {DOWNLOAD}) to fetch {url}.")
         raise MissingWeightsError("\n".join(hints)) from None
