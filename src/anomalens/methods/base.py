@@ -54,11 +54,14 @@ class Method(ABC):
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `state()` returned."""
 
-    def holdout_scores(self, images: list[np.ndarray], progress: bool = False) -> list[PatchScores]:
-        """Score each image with a model fitted without it (k-fold, at most 5 folds).
+    def fit_with_holdout(
+        self, images: list[np.ndarray], progress: bool = False
+    ) -> list[PatchScores]:
+        """Fit on all `images`, and score each image with a model fitted without it.
 
-        Used to calibrate thresholds and to spot bad references. Methods with a cheaper exact
-        leave-one-out override this. Needs at least two images.
+        The held-out scores calibrate thresholds and reveal bad references. This default refits
+        on k folds (at most 5); methods with a cheaper exact leave-one-out override it.
+        Needs at least two images.
         """
         folds = min(len(images), 5)
         if folds < 2:
@@ -70,6 +73,7 @@ class Method(ABC):
             model.fit([images[i] for i in range(len(images)) if i % folds != fold])
             for index, scores in zip(held, model.score([images[i] for i in held]), strict=True):
                 results[index] = scores
+        self.fit(images, progress)
         return results  # type: ignore[return-value]
 
 

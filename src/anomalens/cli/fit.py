@@ -1,0 +1,100 @@
+"""`anomalens fit NORMAL_DIR -o MODEL`: learn from good images and save the detector."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from anomalens.cli.options import add_detector_options, detector_params, image_files, report_error
+from anomalens.data import discover
+from anomalens.data.shots import read_reference_list, seeded_order
+from anomalens.detector import Detector
+from anomalens.errors import AnomalensError
+from anomalens.io.images import load_image
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `fit` sub-parser."""
+    parser = subparsers.add_parser(
+        "fit",
+        help="learn what good looks like from a folder of good images",
+        description="Fit a detector on good images, calibrate its thresholds, save it.",
+    )
+    parser.add_argument(
+        "normal_dir", type=Path, help="folder of good images (searched recursively)"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
+    add_detector_options(parser)
+    parser.add_argument("--shots", type=int, help="use only K references, drawn by --seed")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw and the method")
+    parser.add_argument("--references", type=Path, help="file listing the exact reference images")
+    parser.add_argument(
+        "--max-false-alarm", type=float, default=0.01, help="target rate of good images flagged NG"
+    )
+    parser.add_argument(
+        "--exclude-outliers", action="store_true", help="drop references that look defective"
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        help="labelled images (MVTec test/ layout or good/ + defective/): F1-optimal threshold",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, report outliers and failed files, save; exit 1 if any file failed."""
+    paths = reference_paths(args)
+    images, names, failed = [], [], 0
+    for path in tqdm(paths, desc="loading references", disable=len(paths) < 20):
+        try:
+            images.append(load_image(path))
+            names.append(str(path))
+        except AnomalensError as error:
+            report_error(path, error)
+            failed += 1
+    if not images:
+        raise AnomalensError(f"{args.normal_dir}: no readable good images")
+    detector = Detector(
+        method=args.method,
+        backbone=args.backbone,
+        resolution=args.resolution,
+        max_false_alarm=args.max_false_alarm,
+        seed=args.seed,
+        **detector_params(args.param),
+    )
+    detector.fit(images, progress=True, exclude_outliers=args.exclude_outliers, names=names)
+    for name in detector.reference_outliers:
+        action = "excluded" if args.exclude_outliers else "kept (use --exclude-outliers to drop)"
+        print(f"warning: reference {name} scores like a defect against the others; {action}")
+    if args.calibrate:
+        calibrate(detector, args.calibrate)
+    detector.save(args.output)
+    thresholds = ", ".join(f"{k} {t.value:.4f}" for k, t in detector.thresholds.items())
+    print(f"fitted on {len(detector.references)} references; thresholds: {thresholds}")
+    print(f"saved {args.output}")
+    return 1 if failed else 0
+
+
+def reference_paths(args: argparse.Namespace) -> list[Path]:
+    """The reference files: a --references list, or the folder's images (--shots of them)."""
+    if args.references:
+        return read_reference_list(args.references, args.normal_dir)
+    paths = [path for path, _ in image_files([args.normal_dir])]
+    if not paths:
+        raise AnomalensError(f"{args.normal_dir}: no images found")
+    if args.shots:
+        if args.shots > len(paths):
+            raise AnomalensError(
+                f"{args.normal_dir}: --shots {args.shots} but only {len(paths)} images"
+            )
+        paths = seeded_order(paths, args.seed)[: args.shots]
+    return paths
+
+
+def calibrate(detector: Detector, folder: Path) -> None:
+    """Set the F1-optimal image threshold on the labelled images under `folder`."""
+    samples = [sample for dataset in discover(folder) for sample in dataset.test]
+    labels = np.array([sample.label for sample in samples], dtype=bool)
+    detector.calibrate([sample.path for sample in samples], labels)

@@ -1,0 +1,61 @@
+"""Options and helpers shared by several commands."""
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from anomalens.data.dataset import list_images
+from anomalens.errors import AnomalensError
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    """--method, --backbone, --resolution and repeatable --param KEY=VALUE."""
+    parser.add_argument("--method", default="anomalydino", help="detection method")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="feature backbone")
+    parser.add_argument("--resolution", type=int, default=320, help="shorter image side in px")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra method parameter, VALUE read as JSON when it parses (repeatable)",
+    )
+
+
+def detector_params(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings as keyword arguments; values are JSON when they parse, else text."""
+    params = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise AnomalensError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def image_files(inputs: list[Path]) -> Iterator[tuple[Path, str]]:
+    """(image file, output name) for each file given and each image under each folder given.
+
+    Folders are searched recursively; the output name is the path relative to the folder
+    (or the file name for a file given directly), with its suffix removed.
+    """
+    for source in inputs:
+        if source.is_dir():
+            for folder in sorted({source, *(p for p in source.rglob("*") if p.is_dir())}):
+                for path in list_images(folder):
+                    yield path, path.relative_to(source).with_suffix("").as_posix()
+        else:
+            yield source, Path(source.name).stem
+
+
+def report_error(path: Path | str, error: Exception) -> None:
+    """Print one failed file to stderr, in a form people and scripts can read."""
+    print(
+        f"error: {error}" if str(path) in str(error) else f"error: {path}: {error}", file=sys.stderr
+    )

@@ -1,0 +1,204 @@
+"""The Detector: fit on good images, predict score, map, mask, boxes and verdict."""
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anomalens import calibration
+from anomalens.calibration import Threshold
+from anomalens.io.images import as_rgb_array
+from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
+from anomalens.localization.regions import find_boxes
+from anomalens.methods import METHODS, create_method
+from anomalens.methods.base import Method, PatchScores
+from anomalens.results import Result
+
+ImageInput = str | Path | np.ndarray
+SPLIT_BELOW = 8
+"""With fewer references, calibration holds out quadrants of the references instead."""
+
+
+class Detector:
+    """Learns what good looks like from a few images, then inspects new ones.
+
+    Args:
+        method: "anomalydino" (default), "patchcore", "padim" or "autoencoder".
+        backbone: registered backbone name (see `anomalens weights list`).
+        resolution: shorter image side, in pixels, fed to the backbone.
+        max_false_alarm: target rate of good images flagged NG; sets the thresholds.
+        min_region_area: regions with fewer pixels get no box.
+        smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
+        seed: seed of every random choice the method makes.
+        **method_params: further keywords of the method (see its class docstring).
+    """
+
+    def __init__(
+        self,
+        method: str = "anomalydino",
+        backbone: str = "efficientnet_lite0",
+        resolution: int = 320,
+        max_false_alarm: float = 0.01,
+        min_region_area: int = 16,
+        smoothing_sigma: float = SMOOTHING_SIGMA,
+        seed: int = 0,
+        **method_params: Any,
+    ):
+        if not 0 < max_false_alarm < 1:
+            raise ValueError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+        self.max_false_alarm = max_false_alarm
+        self.min_region_area = min_region_area
+        self.smoothing_sigma = smoothing_sigma
+        self.method: Method = create_method(
+            method,
+            **_accepted(method, backbone=backbone, resolution=resolution, seed=seed),
+            **method_params,
+        )
+        self.thresholds: dict[str, Threshold] = {}
+        self.references: list[str] = []
+        self.reference_outliers: list[str] = []
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild an unfitted copy of this detector."""
+        return {
+            "method": self.method.name,
+            "method_params": self.method.config(),
+            "max_false_alarm": self.max_false_alarm,
+            "min_region_area": self.min_region_area,
+            "smoothing_sigma": self.smoothing_sigma,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Detector":
+        """An unfitted detector with the configuration `config()` returned."""
+        detector = cls.__new__(cls)
+        detector.max_false_alarm = config["max_false_alarm"]
+        detector.min_region_area = config["min_region_area"]
+        detector.smoothing_sigma = config["smoothing_sigma"]
+        detector.method = create_method(config["method"], **config["method_params"])
+        detector.thresholds, detector.references, detector.reference_outliers = {}, [], []
+        return detector
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether `fit` (or `load`) has run."""
+        return "image" in self.thresholds
+
+    def fit(
+        self,
+        images: Sequence[ImageInput],
+        progress: bool = False,
+        exclude_outliers: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> "Detector":
+        """Learn from good `images` (paths or RGB arrays) and calibrate the thresholds.
+
+        References that score as outliers against the others are listed in
+        `reference_outliers` by name (`names`, else the path or "<array i>"); with
+        `exclude_outliers` they are dropped and the fit is redone.
+        """
+        if not images:
+            raise ValueError("fit needs at least one good image")
+        names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
+        arrays = [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+        held_out = self._fit_with_holdout(arrays, progress)
+        image_scores = np.array([scores.image_score for scores in held_out])
+        flagged = calibration.outliers(image_scores) if len(arrays) >= SPLIT_BELOW else []
+        self.reference_outliers = [names[i] for i in flagged]
+        if exclude_outliers and flagged:
+            keep = [i for i in range(len(arrays)) if i not in flagged]
+            outliers = self.reference_outliers
+            self.fit([arrays[i] for i in keep], progress, names=[names[i] for i in keep])
+            self.reference_outliers = outliers
+            return self
+        self.references = names
+        self.thresholds = {
+            "image": calibration.calibrate(image_scores, self.max_false_alarm),
+            "pixel": calibration.calibrate(
+                np.array([self._map(scores).max() for scores in held_out]), self.max_false_alarm
+            ),
+        }
+        return self
+
+    def calibrate(self, images: Sequence[ImageInput], labels: Sequence[bool]) -> "Detector":
+        """Set the image threshold to the F1-optimal one on labelled images (True = defective)."""
+        scores = [result.score for result in self.predict(images)]
+        self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
+        return self
+
+    def predict(self, images: Sequence[ImageInput]) -> list[Result]:
+        """Inspect each image (path or RGB array); results come back in order."""
+        self._require_fitted()
+        names = [_name(image, i) for i, image in enumerate(images)]
+        arrays = [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+        results = []
+        for image, scores in zip(images, self.method.score(arrays), strict=True):
+            results.append(self._result(scores, image if isinstance(image, str | Path) else None))
+        return results
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector to directory `path` (JSON + safetensors, no pickle)."""
+        from anomalens.persistence import save_detector
+
+        self._require_fitted()
+        return save_detector(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Detector":
+        """Read a detector written by `save`."""
+        from anomalens.persistence import load_detector
+
+        return load_detector(Path(path))
+
+    def _fit_with_holdout(self, arrays: list[np.ndarray], progress: bool) -> list[PatchScores]:
+        if len(arrays) >= SPLIT_BELOW:
+            return self.method.fit_with_holdout(arrays, progress)
+        quadrants = [part for array in arrays for part in _quadrants(array)]
+        held_out = type(self.method)(**self.method.config()).fit_with_holdout(quadrants)
+        self.method.fit(arrays, progress)
+        return held_out
+
+    def _map(self, scores: PatchScores) -> np.ndarray:
+        return anomaly_map(scores.grid, scores.extent, scores.image_size, self.smoothing_sigma)
+
+    def _result(self, scores: PatchScores, path: str | Path | None) -> Result:
+        pixel_map = self._map(scores)
+        mask = pixel_map > self.thresholds["pixel"].value
+        return Result(
+            score=scores.image_score,
+            anomaly_map=pixel_map,
+            mask=mask,
+            boxes=find_boxes(pixel_map, mask, self.min_region_area),
+            is_anomalous=scores.image_score > self.thresholds["image"].value,
+            path=None if path is None else str(path),
+        )
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise RuntimeError("the detector is not fitted: call fit() or Detector.load() first")
+
+
+def _accepted(method: str, **common: Any) -> dict[str, Any]:
+    """The common keywords that `method`'s constructor takes."""
+    if method not in METHODS:
+        return common
+    parameters = inspect.signature(METHODS[method]).parameters
+    return {key: value for key, value in common.items() if key in parameters}
+
+
+def _name(image: ImageInput, index: int) -> str:
+    return str(image) if isinstance(image, str | Path) else f"<array {index}>"
+
+
+def _quadrants(image: np.ndarray) -> list[np.ndarray]:
+    """The four quarters of an image."""
+    height, width = image.shape[:2]
+    half_h, half_w = height // 2, width // 2
+    return [
+        image[:half_h, :half_w],
+        image[:half_h, half_w:],
+        image[half_h:, :half_w],
+        image[half_h:, half_w:],
+    ]

@@ -1,0 +1,1 @@
+"""From patch scores to pixel maps, masks and boxes."""

@@ -1,0 +1,47 @@
+"""Threshold an anomaly map and box its connected regions."""
+
+import numpy as np
+from scipy import ndimage
+
+from anomalens.results import Box
+
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list[Box]:
+    """Boxes around the 8-connected regions of `mask` with at least `min_area` pixels.
+
+    Each box carries its region's peak score and pixel area; the strongest region comes first.
+    """
+    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(mask, labels, index)
+    peaks = ndimage.maximum(anomaly_map, labels, index)
+    boxes = []
+    for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        area = int(areas[label - 1])
+        if area < min_area:
+            continue
+        boxes.append(
+            Box(
+                x0=cols.start,
+                y0=rows.start,
+                x1=cols.stop,
+                y1=rows.stop,
+                score=float(peaks[label - 1]),
+                area=area,
+            )
+        )
+    return sorted(boxes, key=lambda box: box.score, reverse=True)
+
+
+def region_mask(mask: np.ndarray, box: Box) -> np.ndarray:
+    """The pixels of `mask` in the 8-connected region that `box` was drawn around."""
+    labels, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    bounds = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+    for label, slices in enumerate(ndimage.find_objects(labels), start=1):
+        if slices == bounds:
+            return labels == label
+    raise ValueError(f"no region of the mask has the bounds of {box}")

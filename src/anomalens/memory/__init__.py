@@ -1,0 +1,1 @@
+"""Memory banks of normal patch features: nearest-neighbour search and coreset sampling."""

@@ -1,0 +1,94 @@
+"""Nearest-neighbour distances from query patches to a bank of normal patches (faiss)."""
+
+import faiss
+import numpy as np
+
+EXACT_SEARCH_LIMIT = 200_000
+"""Banks with more entries get an inverted-file (approximate) index."""
+PROBES = 16
+"""Inverted lists visited per query by the approximate index."""
+
+
+class NearestNeighbours:
+    """Distances from query vectors to their nearest vectors in a bank.
+
+    Args:
+        metric: "cosine" (vectors are L2-normalised; distance = 1 - cosine similarity) or
+            "l2" (Euclidean distance).
+        approximate: None chooses an inverted-file index only for banks larger than
+            EXACT_SEARCH_LIMIT; True or False forces the choice.
+    """
+
+    def __init__(self, metric: str = "cosine", approximate: bool | None = None):
+        if metric not in ("cosine", "l2"):
+            raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+        self.metric = metric
+        self.approximate = approximate
+        self.bank = np.empty((0, 0), dtype=np.float32)
+        self.owners = np.empty(0, dtype=np.int64)
+        self._index: faiss.Index | None = None
+
+    def fit(self, bank: np.ndarray, owners: np.ndarray | None = None) -> "NearestNeighbours":
+        """Index `bank` (N, D); `owners` (N,) names the source image of each row (optional)."""
+        self.bank = self._prepare(bank)
+        self.owners = (
+            np.zeros(len(bank), dtype=np.int64) if owners is None else np.asarray(owners, np.int64)
+        )
+        self._index = self._build_index(self.bank)
+        return self
+
+    def distances(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices), each (Q, k), nearest first."""
+        values, indices = self._index.search(self._prepare(queries), k)
+        return self._to_distances(values), indices
+
+    def distances_excluding(self, queries: np.ndarray, owner: int) -> np.ndarray:
+        """Nearest distance (Q,) to bank rows that do not belong to image `owner`.
+
+        The bank must hold each owner's rows contiguously (as `fit` callers build it).
+        """
+        rows = np.flatnonzero(self.owners == owner)
+        if len(rows) == len(self.owners):
+            raise ValueError("the bank holds no patches of other images")
+        if len(rows) and rows[-1] - rows[0] + 1 != len(rows):
+            raise ValueError(f"bank rows of image {owner} are not contiguous")
+        start, stop = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        selector = faiss.IDSelectorNot(faiss.IDSelectorRange(start, stop))
+        if isinstance(self._index, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=PROBES)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        values, _ = self._index.search(self._prepare(queries), 1, params=params)
+        return self._to_distances(values)[:, 0]
+
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.metric == "cosine":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _build_index(self, bank: np.ndarray) -> faiss.Index:
+        count, dim = bank.shape
+        approximate = self.approximate
+        if approximate is None:
+            approximate = count > EXACT_SEARCH_LIMIT
+        if not approximate:
+            index = self._flat_index(dim)
+            index.add(bank)
+            return index
+        lists = int(4 * np.sqrt(count))
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
+        index = faiss.IndexIVFFlat(self._flat_index(dim), dim, lists, metric)
+        sample = np.random.default_rng(0).choice(count, min(count, 40 * lists), replace=False)
+        index.train(bank[np.sort(sample)])
+        index.add(bank)
+        index.nprobe = PROBES
+        return index
+
+    def _flat_index(self, dim: int) -> faiss.Index:
+        return faiss.IndexFlatIP(dim) if self.metric == "cosine" else faiss.IndexFlatL2(dim)
+
+    def _to_distances(self, values: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            return np.clip(1.0 - values, 0.0, 2.0)
+        return np.sqrt(np.maximum(values, 0.0))

@@ -1,0 +1,18 @@
+"""Registry of anomaly detection methods."""
+
+from anomalens.methods.anomalydino import AnomalyDINO
+from anomalens.methods.base import Method, PatchScores
+
+METHODS: dict[str, type[Method]] = {
+    AnomalyDINO.name: AnomalyDINO,
+}
+
+
+def create_method(name: str, **params: object) -> Method:
+    """An unfitted method `name` configured with `params`."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name](**params)
+
+
+__all__ = ["METHODS", "Method", "PatchScores", "create_method"]

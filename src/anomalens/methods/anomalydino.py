@@ -1,0 +1,117 @@
+"""AnomalyDINO (Damm et al., WACV 2025): cosine nearest neighbours of patch features."""
+
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+from PIL import Image
+
+from anomalens.features import FeatureExtractor, stack_levels
+from anomalens.localization.masking import foreground_mask, should_mask
+from anomalens.methods.base import top_fraction_mean
+from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
+
+ROTATION_ANGLES = tuple(range(0, 360, 45))
+
+
+class AnomalyDINO(MemoryBankMethod):
+    """Patch anomaly = cosine distance to the nearest reference patch; image score = mean of the
+    top 1% patch scores.
+
+    Args:
+        backbone: registered backbone name.
+        resolution: shorter image side in pixels fed to the backbone (aspect ratio kept).
+        levels: backbone feature levels, concatenated on the finest grid after per-level L2
+            normalisation; None uses the backbone's defaults.
+        weights: optional path to the backbone weights.
+        rotation: add the references rotated by 45, 90, ..., 315 degrees to the bank.
+        masking: "auto" (decided by the masking test on the first reference), True or False:
+            ignore background patches found by zero-shot PCA masking.
+        top_fraction: fraction of highest patch scores averaged into the image score.
+        approximate: None (exact search up to 200,000 bank patches, approximate above),
+            True or False.
+        batch_size: images per backbone forward pass.
+    """
+
+    name = "anomalydino"
+    metric = "cosine"
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        resolution: int = 320,
+        levels: tuple[str, ...] | None = None,
+        weights: str | None = None,
+        rotation: bool = True,
+        masking: bool | str = "auto",
+        top_fraction: float = 0.01,
+        approximate: bool | None = None,
+        batch_size: int = 8,
+    ):
+        if masking not in (True, False, "auto"):
+            raise ValueError(f"masking must be True, False or 'auto', got {masking!r}")
+        self.approximate = approximate
+        super().__init__()
+        self.extractor = FeatureExtractor(backbone, resolution, levels, weights, True, batch_size)
+        self.rotation = rotation
+        self.masking = masking
+        self.top_fraction = top_fraction
+        self.use_mask = masking is True
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "backbone": self.extractor.backbone_name,
+            "resolution": self.extractor.resolution,
+            "levels": list(self.extractor.levels),
+            "weights": self.extractor.weights,
+            "rotation": self.rotation,
+            "masking": self.masking,
+            "top_fraction": self.top_fraction,
+            "approximate": self.approximate,
+            "batch_size": self.extractor.batch_size,
+        }
+
+    def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
+        grids = []
+        for maps in self.extractor.extract(images):
+            features = F.normalize(stack_levels(maps.levels, normalize_each=True), dim=0)
+            grids.append(PatchGrid(features.permute(1, 2, 0).numpy(), maps.extent, maps.image_size))
+        return grids
+
+    def bank_patches(
+        self, images: list[np.ndarray], progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[PatchGrid]]:
+        grids = self.patch_grids(images)
+        if self.masking == "auto":
+            self.use_mask = should_mask(grids[0].features)
+        angles = ROTATION_ANGLES[1:] if self.rotation else ()
+        patches, owners = [], []
+        for owner, (image, grid) in enumerate(zip(images, grids, strict=True)):
+            variants = [grid, *self.patch_grids([_rotate(image, angle) for angle in angles])]
+            for variant in variants:
+                kept = self._foreground(variant.features)
+                patches.append(kept)
+                owners.append(np.full(len(kept), owner))
+        return np.concatenate(patches), np.concatenate(owners), grids
+
+    def image_score(self, grid: PatchGrid, distances: np.ndarray) -> tuple[np.ndarray, float]:
+        scores = distances[:, 0].reshape(grid.features.shape[:2])
+        if self.use_mask:
+            scores = np.where(foreground_mask(grid.features), scores, 0.0)
+        return scores, top_fraction_mean(scores, self.top_fraction)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "use_mask": np.array([self.use_mask])}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super().load_state(arrays)
+        self.use_mask = bool(arrays["use_mask"][0])
+
+    def _foreground(self, features: np.ndarray) -> np.ndarray:
+        flat = features.reshape(-1, features.shape[-1])
+        return flat[foreground_mask(features).ravel()] if self.use_mask else flat
+
+
+def _rotate(image: np.ndarray, angle: int) -> np.ndarray:
+    """`image` rotated counter-clockwise by `angle` degrees about its centre, same size."""
+    return np.asarray(Image.fromarray(image).rotate(angle, resample=Image.BILINEAR))

@@ -1,0 +1,90 @@
+"""Shared machinery of nearest-neighbour methods: a bank of normal patch features."""
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from anomalens.memory.knn import NearestNeighbours
+from anomalens.methods.base import Method, PatchScores
+
+
+@dataclass
+class PatchGrid:
+    """Patch features of one image: (h, w, C) float32, plus the image region they cover."""
+
+    features: np.ndarray
+    extent: tuple[float, float]
+    image_size: tuple[int, int]
+
+
+class MemoryBankMethod(Method):
+    """A method that scores a patch by its distance to the nearest normal patch.
+
+    Subclasses define how images become patch grids, which reference patches enter the bank,
+    and how an image score is read off the patch distances.
+    """
+
+    metric: str
+    approximate: bool | None
+    neighbours_per_patch: int = 1
+
+    def __init__(self) -> None:
+        self.neighbours = NearestNeighbours(self.metric, self.approximate)
+
+    @abstractmethod
+    def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
+        """Patch features of each image."""
+
+    @abstractmethod
+    def bank_patches(
+        self, images: list[np.ndarray], progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[PatchGrid]]:
+        """(bank (N, C), owners (N,) index of each row's reference, plain grids of `images`)."""
+
+    @abstractmethod
+    def image_score(self, grid: PatchGrid, distances: np.ndarray) -> tuple[np.ndarray, float]:
+        """(h, w) patch scores and the image score from nearest distances (h*w, k)."""
+
+    def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
+        bank, owners, _ = self.bank_patches(images, progress)
+        self.neighbours.fit(bank, owners)
+
+    def fit_with_holdout(
+        self, images: list[np.ndarray], progress: bool = False
+    ) -> list[PatchScores]:
+        """Fit on all `images`; score each against the bank rows of the other images only."""
+        if len(images) < 2:
+            raise ValueError("held-out scores need at least two images")
+        bank, owners, grids = self.bank_patches(images, progress)
+        self.neighbours.fit(bank, owners)
+        results = []
+        for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
+            flat = grid.features.reshape(-1, grid.features.shape[-1])
+            distances = self.neighbours.distances_excluding(flat, owner)[:, None]
+            results.append(self._scores(grid, distances))
+        return results
+
+    def score(self, images: list[np.ndarray]) -> list[PatchScores]:
+        results = []
+        for grid in self.patch_grids(images):
+            flat = grid.features.reshape(-1, grid.features.shape[-1])
+            distances, _ = self.neighbours.distances(flat, self.neighbours_per_patch)
+            results.append(self._scores(grid, distances))
+        return results
+
+    def _scores(self, grid: PatchGrid, distances: np.ndarray) -> PatchScores:
+        patch_scores, image_score = self.image_score(grid, distances)
+        return PatchScores(
+            grid=patch_scores.astype(np.float32),
+            extent=grid.extent,
+            image_size=grid.image_size,
+            image_score=float(image_score),
+        )
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"bank": self.neighbours.bank, "owners": self.neighbours.owners}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.neighbours.fit(arrays["bank"], arrays["owners"])

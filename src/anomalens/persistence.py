@@ -1,0 +1,87 @@
+"""Save and load detectors as a directory: JSON configuration plus safetensors arrays.
+
+Nothing is pickled, so a model file from someone else cannot run code. The directory is
+written next to its destination and renamed into place, so a crash leaves the old model whole.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from anomalens.calibration import Threshold
+from anomalens.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from anomalens.detector import Detector
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "detector.json"
+ARRAYS_FILE = "arrays.safetensors"
+
+
+def save_detector(detector: "Detector", path: Path) -> Path:
+    """Write `detector` to directory `path`, replacing what was there atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        document = {
+            "format_version": FORMAT_VERSION,
+            "config": detector.config(),
+            "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+            "references": detector.references,
+            "reference_outliers": detector.reference_outliers,
+        }
+        (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        arrays = {
+            f"method.{key}": np.ascontiguousarray(v) for key, v in detector.method.state().items()
+        }
+        save_file(arrays, str(staging / ARRAYS_FILE))
+        _replace_directory(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def load_detector(path: Path) -> "Detector":
+    """Read a detector directory written by `save_detector`."""
+    from anomalens.detector import Detector
+
+    config_path, arrays_path = path / CONFIG_FILE, path / ARRAYS_FILE
+    if not config_path.is_file() or not arrays_path.is_file():
+        raise ModelFileError(
+            f"{path}: not an anomalens model (missing {CONFIG_FILE} or {ARRAYS_FILE})"
+        )
+    try:
+        document = json.loads(config_path.read_text())
+        arrays = load_file(str(arrays_path))
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: unreadable model files ({error})") from None
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version}; this anomalens reads version {FORMAT_VERSION}"
+        )
+    detector = Detector.from_config(document["config"])
+    detector.method.load_state(
+        {key.removeprefix("method."): v for key, v in arrays.items() if key.startswith("method.")}
+    )
+    detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
+    detector.references = document["references"]
+    detector.reference_outliers = document["reference_outliers"]
+    return detector
+
+
+def _replace_directory(staging: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(staging, path)
+        return
+    backup = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
+    os.replace(path, backup / "model")
+    os.replace(staging, path)
+    shutil.rmtree(backup, ignore_errors=True)

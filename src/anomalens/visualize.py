@@ -1,0 +1,42 @@
+"""Pictures people look at: the anomaly heatmap and boxes drawn over the image."""
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from anomalens.results import Result
+
+BOX_COLOUR = (255, 40, 40)
+HEAT_OPACITY = 0.5
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8 with a blue-green-yellow-red ramp."""
+    stops = np.array([[0, 0, 128], [0, 96, 255], [0, 220, 160], [255, 230, 0], [230, 0, 0]], float)
+    position = np.clip(values, 0.0, 1.0) * (len(stops) - 1)
+    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
+    weight = (position - low)[..., None]
+    return ((1 - weight) * stops[low] + weight * stops[low + 1]).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = None) -> np.ndarray:
+    """The image with its anomaly heatmap blended in and each box drawn with its label.
+
+    The colour scale puts `pixel_threshold` (when given) at mid-range, so colours mean the same
+    thing on every image; otherwise the map's own maximum sets the top of the scale.
+    """
+    scale = 2.0 * pixel_threshold if pixel_threshold else float(result.anomaly_map.max()) or 1.0
+    heat = heat_colours(result.anomaly_map / scale).astype(np.float32)
+    blended = (1 - HEAT_OPACITY) * image.astype(np.float32) + HEAT_OPACITY * heat
+    picture = Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    width = max(1, round(max(image.shape[:2]) / 300))
+    for box in result.boxes:
+        draw.rectangle([box.x0, box.y0, box.x1 - 1, box.y1 - 1], outline=BOX_COLOUR, width=width)
+        label = f"{box.defect_type} " if box.defect_type else ""
+        draw.text((box.x0 + 2, max(box.y0 - 12, 0)), f"{label}{box.score:.2f}", fill=BOX_COLOUR)
+    return np.asarray(picture)
+
+
+def mask_image(result: Result) -> np.ndarray:
+    """The binary mask as a uint8 image (0 or 255)."""
+    return result.mask.astype(np.uint8) * 255
