@@ -1,0 +1,345 @@
+"""The few-shot protocol: for each category, shot count and seed, fit on k good references and
+score the test set, streaming the metrics so that no run holds every anomaly map at once."""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from anomalens.data import Dataset, DatasetError, Sample
+from anomalens.data.dataset import relative_name
+from anomalens.data.masks import load_mask
+from anomalens.data.shots import Shots, seeded_order, shot_count
+from anomalens.detector import Detector
+from anomalens.errors import ImageError
+from anomalens.io.images import load_image
+from anomalens.metrics import PixelMetrics, f1_max, image_ap, image_auroc
+from anomalens.results import Result
+
+IMAGE_METRICS = ["image_auroc", "image_ap", "image_f1_max"]
+PIXEL_METRICS = ["pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"]
+"""Metric names of every run; pixel metrics are None for datasets without masks."""
+
+EXAMPLES_PER_ROW = 4
+"""Images per row of the overlay grid (best detections, weakest detections, false alarms)."""
+
+
+@dataclass
+class EvaluationSettings:
+    """What to evaluate.
+
+    Attributes:
+        method: registered method name; None for the Detector's default (as are the next two).
+        backbone: registered backbone name.
+        resolution: image resolution the detector works at.
+        shots: reference counts per run (positive ints or "full"); ignored with a reference list.
+        seeds: seeds; each picks the references and seeds the detector.
+        method_params: extra keyword arguments for the Detector.
+        batch_size: test images loaded and predicted at a time.
+        save_maps: keep every test image's anomaly map (float16) for maps.npz.
+    """
+
+    method: str | None = None
+    backbone: str | None = None
+    resolution: int | None = None
+    shots: list[Shots] = field(default_factory=lambda: [1, 2, 4, 8, 16, "full"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    method_params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    save_maps: bool = False
+
+    def build_detector(self, seed: int) -> Detector:
+        """An unfitted Detector with these settings and `seed`."""
+        chosen = {"method": self.method, "backbone": self.backbone, "resolution": self.resolution}
+        given = {name: value for name, value in chosen.items() if value is not None}
+        return Detector(seed=seed, **given, **self.method_params)
+
+
+@dataclass
+class Example:
+    """One test image shown in the overlay grid.
+
+    Attributes:
+        sample: the test sample.
+        image: its RGB pixels.
+        result: the detector's prediction.
+        truth: its ground-truth mask, None when unknown.
+        pixel_threshold: the detector's pixel threshold, which sets the heat map's colour scale.
+        role: "highest-scored defective" (best), "lowest-scored defective" or "highest-scored
+            good" (worst).
+    """
+
+    sample: Sample
+    image: np.ndarray
+    result: Result
+    truth: np.ndarray | None
+    pixel_threshold: float
+    role: str
+
+
+@dataclass
+class Run:
+    """The outcome of one category × shots × seed run.
+
+    Attributes:
+        category: dataset name.
+        shots: the shots setting ("full", a count, or "list" for a reference list).
+        seed: the seed.
+        references: the reference images used, in order.
+        scores: every scored test sample with its image score.
+        metrics: metric name -> value (None when undefined, e.g. pixel metrics without masks).
+        fit_seconds: wall time of `Detector.fit`.
+        ms_per_image: wall time of `Detector.predict` per test image, in milliseconds.
+        skipped: "path: problem" for each unreadable image or mask left out.
+        maps: float16 anomaly maps keyed by path relative to the data root (with save_maps).
+        detector_config: the fitted detector's `config()`.
+        examples: images for the overlay grid.
+    """
+
+    category: str
+    shots: Shots
+    seed: int
+    references: list[Path]
+    scores: list[tuple[Sample, float]]
+    metrics: dict[str, float | None]
+    fit_seconds: float
+    ms_per_image: float
+    skipped: list[str]
+    detector_config: dict[str, Any]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    examples: list[Example] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """Folder-safe run name, e.g. "4-shot-seed0"."""
+        return f"{self.shots}-shot-seed{self.seed}"
+
+
+def iter_runs(
+    root: Path,
+    datasets: list[Dataset],
+    settings: EvaluationSettings,
+    fixed_references: list[Path] | None = None,
+    progress: bool = True,
+) -> Iterator[Run]:
+    """Yield each run of the protocol as it finishes.
+
+    Args:
+        root: the data root; paths in maps are relative to it.
+        datasets: the categories, from `anomalens.data.discover(root)`.
+        settings: what to evaluate.
+        fixed_references: references from a list file (all categories); replaces the shots.
+        progress: show tqdm progress bars.
+    """
+    shots_settings: list[Shots] = ["list"] if fixed_references else list(settings.shots)
+    plan = [(d, s, seed) for d in datasets for s in shots_settings for seed in settings.seeds]
+    for dataset, shots, seed in tqdm(plan, desc="runs", unit="run", disable=not progress):
+        yield run_once(root, dataset, settings, shots, seed, fixed_references, progress)
+
+
+def listed_references(dataset: Dataset, listed: list[Path]) -> tuple[list[Path], list[np.ndarray]]:
+    """The listed references inside `dataset`'s folder and their pixels."""
+    category_root = dataset.root.resolve()
+    references = [path for path in listed if path.resolve().is_relative_to(category_root)]
+    if not references:
+        raise DatasetError(f"{dataset.root}: the reference list names no image in this folder")
+    return references, [load_image(path) for path in references]
+
+
+def seeded_references(
+    dataset: Dataset, shots: Shots, seed: int, skipped: list[str]
+) -> tuple[list[Path], list[np.ndarray]]:
+    """The first readable `shots` images of the pool in seeded order; unreadable ones are
+    appended to `skipped` and replaced by the next in order."""
+    wanted = shot_count(shots, dataset.pool)
+    references, images = [], []
+    for path in seeded_order(dataset.pool, seed):
+        if len(references) == wanted:
+            break
+        try:
+            images.append(load_image(path))
+        except ImageError as error:
+            skipped.append(str(error))
+            continue
+        references.append(path)
+    if len(references) < wanted:
+        raise DatasetError(
+            f"{dataset.root}: only {len(references)} readable reference images, {wanted} needed"
+        )
+    return references, images
+
+
+def run_once(
+    root: Path,
+    dataset: Dataset,
+    settings: EvaluationSettings,
+    shots: Shots,
+    seed: int,
+    fixed_references: list[Path] | None,
+    progress: bool,
+) -> Run:
+    """Choose the references, fit on them, then score every test sample that is not one.
+
+    Arguments as in `iter_runs`, for one `dataset`, `shots` setting and `seed`.
+    """
+    skipped: list[str] = []
+    if fixed_references:
+        references, images = listed_references(dataset, fixed_references)
+    else:
+        references, images = seeded_references(dataset, shots, seed, skipped)
+    detector = settings.build_detector(seed)
+    started = time.perf_counter()
+    detector.fit(images)
+    fit_seconds = time.perf_counter() - started
+    test = test_samples(dataset, references)
+    pixels = PixelMetrics() if dataset.has_masks else None
+    label = f"{dataset.name} {shots}-shot seed {seed}"
+    scores, maps, seconds = score_test_set(
+        detector, test, root, settings, pixels, skipped, label, progress
+    )
+    metrics = image_metrics(scores) | (pixels.compute() if pixels else dict.fromkeys(PIXEL_METRICS))
+    return Run(
+        category=dataset.name,
+        shots=shots,
+        seed=seed,
+        references=references,
+        scores=scores,
+        metrics=metrics,
+        fit_seconds=fit_seconds,
+        ms_per_image=1000.0 * seconds / max(len(scores), 1),
+        skipped=skipped,
+        detector_config=detector.config(),
+        maps=maps,
+        examples=examples(detector, scores),
+    )
+
+
+def score_test_set(
+    detector: Detector,
+    test: list[Sample],
+    root: Path,
+    settings: EvaluationSettings,
+    pixels: PixelMetrics | None,
+    skipped: list[str],
+    label: str,
+    progress: bool,
+) -> tuple[list[tuple[Sample, float]], dict[str, np.ndarray], float]:
+    """Predict `test` in batches; return (sample, image score) pairs, the kept maps and the
+    seconds spent in `predict`.
+
+    Args:
+        detector: the fitted detector.
+        test: samples to score.
+        root: the data root that map keys are relative to.
+        settings: batch size and whether to keep maps.
+        pixels: accumulator fed each map with its mask (None: no pixel ground truth).
+        skipped: unreadable images and masks are appended here.
+        label: progress bar text.
+        progress: show a progress bar.
+    """
+    scores: list[tuple[Sample, float]] = []
+    maps: dict[str, np.ndarray] = {}
+    seconds = 0.0
+    batches = range(0, len(test), settings.batch_size)
+    for start in tqdm(batches, desc=label, unit="batch", leave=False, disable=not progress):
+        loaded = load_batch(test[start : start + settings.batch_size], skipped)
+        if not loaded:
+            continue
+        started = time.perf_counter()
+        results = detector.predict([image for _, image, _ in loaded])
+        seconds += time.perf_counter() - started
+        for (sample, _, truth), result in zip(loaded, results, strict=True):
+            scores.append((sample, float(result.score)))
+            if pixels is not None and (truth is not None or sample.label == 0):
+                pixels.update(result.anomaly_map, truth)
+            if settings.save_maps:
+                maps[relative_name(sample.path, root)] = result.anomaly_map.astype(np.float16)
+    return scores, maps, seconds
+
+
+def image_metrics(scores: list[tuple[Sample, float]]) -> dict[str, float | None]:
+    """Image AUROC, AP and F1-max of scored samples."""
+    labels = [sample.label for sample, _ in scores]
+    values = [score for _, score in scores]
+    return {
+        "image_auroc": image_auroc(labels, values),
+        "image_ap": image_ap(labels, values),
+        "image_f1_max": f1_max(labels, values)[0],
+    }
+
+
+def test_samples(dataset: Dataset, references: list[Path]) -> list[Sample]:
+    """The test samples that are not references; DatasetError if a label class is left empty."""
+    used = {path.resolve() for path in references}
+    test = [sample for sample in dataset.test if sample.path.resolve() not in used]
+    for label, kind in ((0, "good"), (1, "defective")):
+        if not any(sample.label == label for sample in test):
+            raise DatasetError(
+                f"{dataset.root}: no {kind} test images left once the {len(references)} "
+                "references are set aside; use fewer shots"
+            )
+    return test
+
+
+def load_batch(
+    samples: list[Sample], skipped: list[str]
+) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
+    """(sample, pixels, mask) for each readable sample; problems are appended to `skipped`.
+
+    Good images get no mask (all pixels normal). A defective image whose mask is missing,
+    unreadable or of another size keeps its image score but gets None and no pixel metrics.
+    """
+    loaded = []
+    for sample in samples:
+        try:
+            image = load_image(sample.path)
+        except ImageError as error:
+            skipped.append(f"{error}; left out")
+            continue
+        loaded.append((sample, image, read_truth(sample, image.shape[:2], skipped)))
+    return loaded
+
+
+def read_truth(
+    sample: Sample, image_size: tuple[int, int], skipped: list[str]
+) -> np.ndarray | None:
+    """The sample's mask, or None if it has none or it is unusable (appended to `skipped`)."""
+    if sample.mask_path is None:
+        return None
+    try:
+        return load_mask(sample.mask_path, image_size)
+    except ImageError as error:
+        skipped.append(f"{error}; {sample.path.name} left out of the pixel metrics")
+        return None
+
+
+def examples(detector: Detector, scores: list[tuple[Sample, float]]) -> list[Example]:
+    """Re-predict the highest- and lowest-scored defective images and the highest-scored good
+    ones, for the overlay grid."""
+    defective = sorted((s for s in scores if s[0].label == 1), key=lambda s: -s[1])
+    good = sorted((s for s in scores if s[0].label == 0), key=lambda s: -s[1])
+    rows = {
+        "highest-scored defective": defective[:EXAMPLES_PER_ROW],
+        "lowest-scored defective": defective[::-1][:EXAMPLES_PER_ROW],
+        "highest-scored good": good[:EXAMPLES_PER_ROW],
+    }
+    chosen = [(role, sample) for role, row in rows.items() for sample, _ in row]
+    unique = list(dict.fromkeys(sample for _, sample in chosen))
+    images = {sample: load_image(sample.path) for sample in unique}
+    results = dict(zip(unique, detector.predict(list(images.values())), strict=True))
+    threshold = detector.thresholds["pixel"].value
+    return [
+        Example(
+            sample,
+            images[sample],
+            results[sample],
+            read_truth(sample, images[sample].shape[:2], []),
+            threshold,
+            role,
+        )
+        for role, sample in chosen
+    ]
