@@ -229,8 +229,8 @@ table.settings th { text-align: left; font-weight: normal; color: #555; padding-
 .number { text-align: right; font-variant-numeric: tabular-nums; }
 .path { word-break: break-all; max-width: 20em; }
 .verdict { font-weight: 700; }
-.picture img { max-width: 240px; cursor: zoom-in; display: block; }
-.picture img.large { max-width: none; cursor: zoom-out; }
+.picture img { max-width: 240px; max-height: 240px; cursor: zoom-in; display: block; }
+.picture img.large { max-width: none; max-height: none; cursor: zoom-out; }
 .boxes { margin: 0; padding-left: 1.2em; }
 .label { font-weight: 600; }
 """
