@@ -74,7 +74,7 @@ class FeatureExtractor:
         multiple = self.model.size_multiple
         crop_h = max(resized_h // multiple * multiple, multiple)
         crop_w = max(resized_w // multiple * multiple, multiple)
-        tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
+        tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)[None]
         tensor = F.interpolate(
             tensor,
             size=(resized_h, resized_w),

@@ -59,7 +59,9 @@ def load_detector(path: Path) -> "Detector":
         )
     try:
         document = json.loads(config_path.read_text())
-        arrays = load_file(str(arrays_path))
+        # Fresh copies are aligned like the arrays `fit` made, so BLAS takes the same code path
+        # and the loaded detector's scores are bit-identical.
+        arrays = {key: np.array(value) for key, value in load_file(str(arrays_path)).items()}
     except (OSError, ValueError) as error:
         raise ModelFileError(f"{path}: unreadable model files ({error})") from None
     version = document.get("format_version")

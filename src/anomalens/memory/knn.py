@@ -30,10 +30,13 @@ class NearestNeighbours:
 
     def fit(self, bank: np.ndarray, owners: np.ndarray | None = None) -> "NearestNeighbours":
         """Index `bank` (N, D); `owners` (N,) names the source image of each row (optional)."""
-        self.bank = self._prepare(bank)
-        self.owners = (
-            np.zeros(len(bank), dtype=np.int64) if owners is None else np.asarray(owners, np.int64)
-        )
+        owners = np.zeros(len(bank), dtype=np.int64) if owners is None else owners
+        return self.restore(self._prepare(bank), owners)
+
+    def restore(self, bank: np.ndarray, owners: np.ndarray) -> "NearestNeighbours":
+        """Index a bank exactly as `self.bank` held it after `fit` (no renormalisation)."""
+        self.bank = np.ascontiguousarray(bank, dtype=np.float32)
+        self.owners = np.asarray(owners, dtype=np.int64)
         self._index = self._build_index(self.bank)
         return self
 
@@ -42,8 +45,8 @@ class NearestNeighbours:
         values, indices = self._index.search(self._prepare(queries), k)
         return self._to_distances(values), indices
 
-    def distances_excluding(self, queries: np.ndarray, owner: int) -> np.ndarray:
-        """Nearest distance (Q,) to bank rows that do not belong to image `owner`.
+    def distances_excluding(self, queries: np.ndarray, owner: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices), each (Q, 1), of the nearest bank rows not of image `owner`.
 
         The bank must hold each owner's rows contiguously (as `fit` callers build it).
         """
@@ -58,8 +61,8 @@ class NearestNeighbours:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=PROBES)
         else:
             params = faiss.SearchParameters(sel=selector)
-        values, _ = self._index.search(self._prepare(queries), 1, params=params)
-        return self._to_distances(values)[:, 0]
+        values, indices = self._index.search(self._prepare(queries), 1, params=params)
+        return self._to_distances(values), indices
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -2,9 +2,13 @@
 
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.base import Method, PatchScores
+from anomalens.methods.padim import PaDiM
+from anomalens.methods.patchcore import PatchCore
 
 METHODS: dict[str, type[Method]] = {
     AnomalyDINO.name: AnomalyDINO,
+    PatchCore.name: PatchCore,
+    PaDiM.name: PaDiM,
 }
 
 

@@ -94,7 +94,9 @@ class AnomalyDINO(MemoryBankMethod):
                 owners.append(np.full(len(kept), owner))
         return np.concatenate(patches), np.concatenate(owners), grids
 
-    def image_score(self, grid: PatchGrid, distances: np.ndarray) -> tuple[np.ndarray, float]:
+    def image_score(
+        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         scores = distances[:, 0].reshape(grid.features.shape[:2])
         if self.use_mask:
             scores = np.where(foreground_mask(grid.features), scores, 0.0)

@@ -28,7 +28,6 @@ class MemoryBankMethod(Method):
 
     metric: str
     approximate: bool | None
-    neighbours_per_patch: int = 1
 
     def __init__(self) -> None:
         self.neighbours = NearestNeighbours(self.metric, self.approximate)
@@ -44,8 +43,11 @@ class MemoryBankMethod(Method):
         """(bank (N, C), owners (N,) index of each row's reference, plain grids of `images`)."""
 
     @abstractmethod
-    def image_score(self, grid: PatchGrid, distances: np.ndarray) -> tuple[np.ndarray, float]:
-        """(h, w) patch scores and the image score from nearest distances (h*w, k)."""
+    def image_score(
+        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """(h, w) patch scores and the image score, from each patch's nearest bank distance and
+        row index, both (h*w, 1)."""
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
         bank, owners, _ = self.bank_patches(images, progress)
@@ -62,20 +64,18 @@ class MemoryBankMethod(Method):
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            distances = self.neighbours.distances_excluding(flat, owner)[:, None]
-            results.append(self._scores(grid, distances))
+            results.append(self._scores(grid, *self.neighbours.distances_excluding(flat, owner)))
         return results
 
     def score(self, images: list[np.ndarray]) -> list[PatchScores]:
         results = []
         for grid in self.patch_grids(images):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            distances, _ = self.neighbours.distances(flat, self.neighbours_per_patch)
-            results.append(self._scores(grid, distances))
+            results.append(self._scores(grid, *self.neighbours.distances(flat)))
         return results
 
-    def _scores(self, grid: PatchGrid, distances: np.ndarray) -> PatchScores:
-        patch_scores, image_score = self.image_score(grid, distances)
+    def _scores(self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray) -> PatchScores:
+        patch_scores, image_score = self.image_score(grid, distances, indices)
         return PatchScores(
             grid=patch_scores.astype(np.float32),
             extent=grid.extent,
@@ -87,4 +87,4 @@ class MemoryBankMethod(Method):
         return {"bank": self.neighbours.bank, "owners": self.neighbours.owners}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.neighbours.fit(arrays["bank"], arrays["owners"])
+        self.neighbours.restore(arrays["bank"], arrays["owners"])
