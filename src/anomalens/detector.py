@@ -165,13 +165,13 @@ class Detector:
 
     def _result(self, scores: PatchScores, path: str | Path | None) -> Result:
         pixel_map = self._map(scores)
-        mask = pixel_map > self.thresholds["pixel"].value
+        mask = pixel_map >= self.thresholds["pixel"].value
         return Result(
             score=scores.image_score,
             anomaly_map=pixel_map,
             mask=mask,
             boxes=find_boxes(pixel_map, mask, self.min_region_area),
-            is_anomalous=scores.image_score > self.thresholds["image"].value,
+            is_anomalous=scores.image_score >= self.thresholds["image"].value,
             path=None if path is None else str(path),
         )
 

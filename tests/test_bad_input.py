@@ -1,0 +1,131 @@
+"""Every kind of awkward or broken image file: read correctly, or refused with a clear error."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from images import texture
+from PIL import Image
+
+from anomalens.cli import main
+from anomalens.detector import Detector
+from anomalens.errors import ImageError
+from anomalens.io.images import load_image
+
+
+def save(path: Path, image: Image.Image, **options) -> Path:
+    image.save(path, **options)
+    return path
+
+
+def test_grayscale_is_read_as_rgb(tmp_path):
+    path = save(tmp_path / "gray.png", Image.fromarray(texture(0)[:, :, 0]))
+    image = load_image(path)
+    assert image.shape == (64, 96, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[:, :, 0], image[:, :, 2])
+
+
+def test_sixteen_bit_is_scaled_to_eight_bits(tmp_path):
+    values = np.full((32, 32), 65535, np.uint16)
+    values[:16] = 0
+    path = save(tmp_path / "deep.png", Image.fromarray(values))
+    image = load_image(path)
+    assert image[0, 0, 0] == 0 and image[-1, -1, 0] == 255
+
+
+def test_rgba_drops_alpha(tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    image = load_image(save(tmp_path / "alpha.png", Image.fromarray(rgba)))
+    assert image.shape == (32, 32, 3) and image[0, 0, 0] == 200
+
+
+def test_palette_images_are_expanded(tmp_path):
+    palette = Image.fromarray(texture(0)).convert("P")
+    image = load_image(save(tmp_path / "palette.png", palette))
+    assert image.shape == (64, 96, 3)
+
+
+def test_cmyk_is_converted(tmp_path):
+    cmyk = Image.new("CMYK", (32, 32), (0, 255, 255, 0))  # pure red ink
+    image = load_image(save(tmp_path / "cmyk.jpg", cmyk))
+    assert image[0, 0, 0] > 200 and image[0, 0, 1] < 60
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    picture = Image.fromarray(texture(0))  # 96 wide, 64 high
+    exif = picture.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = save(tmp_path / "rotated.jpg", picture, exif=exif)
+    assert load_image(path).shape == (96, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("notes.png", b"this is not an image", "not an image"),
+        ("empty.jpg", b"", "not an image"),
+    ],
+)
+def test_non_images_are_refused_with_the_file_name(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=problem) as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+
+
+def test_truncated_files_are_refused(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(texture(0)).save(buffer, format="PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[:200])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(path)
+
+
+def test_images_smaller_than_a_patch_are_refused(tmp_path):
+    path = save(tmp_path / "tiny.png", Image.new("RGB", (8, 40)))
+    with pytest.raises(ImageError, match="smaller than one patch"):
+        load_image(path)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("anomalens.io.images.MAX_PIXELS", 1000)
+    path = save(tmp_path / "bomb.png", Image.new("L", (100, 100)))
+    with pytest.raises(ImageError, match="larger than|over 1000 pixels"):
+        load_image(path)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "gone.png")
+
+
+def test_arrays_of_the_wrong_shape_are_refused():
+    with pytest.raises(ImageError, match="shape"):
+        Detector(resolution=64).fit([np.zeros((4, 32, 32, 3), np.uint8)])
+
+
+def test_one_bad_file_does_not_stop_the_batch(tmp_path, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    for seed in range(3):
+        save(good / f"{seed}.png", Image.fromarray(texture(seed)))
+    model = tmp_path / "model"
+    assert main(["fit", str(good), "-o", str(model), "--resolution", "64"]) == 0
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    save(inputs / "a.png", Image.fromarray(texture(10)))
+    (inputs / "broken.png").write_bytes(b"garbage")
+    save(inputs / "b.png", Image.fromarray(texture(11)))
+    output = tmp_path / "out"
+    assert main(["predict", str(model), str(inputs), "-o", str(output)]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    import json
+
+    results = json.loads((output / "results.json").read_text())
+    assert [Path(entry["path"]).name for entry in results["images"]] == ["a.png", "b.png"]
+    assert Path(results["errors"][0]["path"]).name == "broken.png"
+    assert sorted(p.name for p in (output / "overlays").iterdir()) == ["a.png", "b.png"]

@@ -1,0 +1,96 @@
+"""The Detector end to end on synthetic images: find, box, decide, save, load, flag."""
+
+import numpy as np
+import pytest
+from images import texture, with_defect
+
+from anomalens import Detector
+from anomalens.methods import METHODS
+
+REFERENCES = [texture(seed) for seed in range(8)]
+GOOD, DEFECTIVE = texture(100), with_defect(texture(101))
+
+
+@pytest.fixture(scope="module", params=sorted(METHODS))
+def fitted(request):
+    params = {"epochs": 30} if request.param == "autoencoder" else {}
+    return Detector(method=request.param, resolution=64, **params).fit(REFERENCES)
+
+
+def test_a_defect_scores_above_a_good_image(fitted):
+    good, defective = fitted.predict([GOOD, DEFECTIVE])
+    assert defective.score > good.score
+
+
+def test_results_carry_a_map_and_mask_at_image_size(fitted):
+    (result,) = fitted.predict([DEFECTIVE])
+    assert result.anomaly_map.shape == DEFECTIVE.shape[:2]
+    assert result.anomaly_map.dtype == np.float32
+    assert result.mask.shape == DEFECTIVE.shape[:2] and result.mask.dtype == bool
+
+
+def test_the_strongest_box_surrounds_the_defect(fitted):
+    (result,) = fitted.predict([DEFECTIVE])
+    assert result.verdict == "NG"
+    box = result.boxes[0]
+    assert box.x0 <= 47 <= box.x1 and box.y0 <= 31 <= box.y1
+    assert box.area >= fitted.min_region_area
+
+
+def test_thresholds_come_from_the_references_alone(fitted):
+    assert set(fitted.thresholds) == {"image", "pixel"}
+    assert fitted.thresholds["image"].samples == len(REFERENCES)
+    assert fitted.predict([GOOD])[0].verdict == "OK"
+
+
+def test_a_loaded_detector_gives_bit_identical_results(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    loaded = Detector.load(tmp_path / "model")
+    before, after = fitted.predict([DEFECTIVE])[0], loaded.predict([DEFECTIVE])[0]
+    assert after.score == before.score
+    np.testing.assert_array_equal(after.anomaly_map, before.anomaly_map)
+    assert loaded.thresholds == fitted.thresholds
+
+
+def test_saving_replaces_an_existing_model_whole(tmp_path):
+    first = Detector(resolution=64, rotation=False).fit(REFERENCES[:4])
+    second = Detector(resolution=64, rotation=False).fit(REFERENCES[4:])
+    first.save(tmp_path / "model")
+    second.save(tmp_path / "model")
+    assert Detector.load(tmp_path / "model").references == second.references
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_defective_references_are_flagged_and_can_be_excluded():
+    references = REFERENCES + [texture(seed) for seed in range(8, 14)]
+    references += [with_defect(texture(50)), with_defect(texture(51), top=8, left=8)]
+    names = [f"ref{i}.png" for i in range(len(references))]
+    detector = Detector(resolution=64, rotation=False)
+    detector.fit(references, names=names, exclude_outliers=True)
+    assert detector.reference_outliers == ["ref14.png", "ref15.png"]
+    assert len(detector.references) == 14
+
+
+def test_one_reference_is_enough(tmp_path):
+    detector = Detector(resolution=64).fit([REFERENCES[0]])
+    good, defective = detector.predict([GOOD, DEFECTIVE])
+    assert defective.score > good.score
+
+
+def test_labelled_images_set_the_f1_optimal_threshold():
+    detector = Detector(resolution=64, rotation=False).fit(REFERENCES)
+    images = [texture(200), texture(201), with_defect(texture(202)), with_defect(texture(203))]
+    detector.calibrate(images, [False, False, True, True])
+    assert detector.thresholds["image"].method.startswith("F1-optimal")
+    verdicts = [result.verdict for result in detector.predict(images)]
+    assert verdicts == ["OK", "OK", "NG", "NG"]
+
+
+def test_predict_before_fit_is_refused():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Detector(resolution=64).predict([GOOD])
+
+
+def test_an_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match="anomalydino"):
+        Detector(method="magic")
