@@ -4,9 +4,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from anomalens.cli import evaluate, fit, predict, report, weights
+from anomalens.cli import evaluate, fit, info, predict, report, serve, weights
+from anomalens.errors import AnomalensError
 
-COMMANDS = [fit, predict, weights, report, evaluate]
+COMMANDS = [fit, predict, info, weights, report, evaluate, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in `argv`; return the process exit code."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except AnomalensError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Image and pixel AUROC of a detector configuration on MTD, mean over seeds, against targets.
+
+    .venv/bin/python benchmarks/accuracy.py [--shots 16] [--seeds 0 1 2] [--method ...]
+        [--resolution ...] [--param KEY=VALUE ...] [-o reports/accuracy]
+
+Runs the evaluation protocol (`anomalens evaluate`) and prints the mean and standard deviation
+of image AUROC and pixel AUROC; the issue's targets for the default at 16 shots are 0.85 and
+0.80. The full report lands in the output folder.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from anomalens.cli.options import detector_params
+from anomalens.evaluation import EvaluationSettings, evaluate
+
+TARGETS = {"image_auroc": 0.85, "pixel_auroc": 0.80}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--method")
+    parser.add_argument("--backbone")
+    parser.add_argument("--resolution", type=int)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("-o", "--output", type=Path, default=Path("reports/accuracy"))
+    args = parser.parse_args()
+    settings = EvaluationSettings(
+        method=args.method,
+        backbone=args.backbone,
+        resolution=args.resolution,
+        shots=[args.shots],
+        seeds=args.seeds,
+        method_params=detector_params(args.param),
+    )
+    evaluate(args.data, args.output, settings)
+    summary = json.loads((args.output / "metrics.json").read_text())
+    print(json.dumps(summary.get("summary", summary), indent=2)[:3000])
+
+
+if __name__ == "__main__":
+    main()

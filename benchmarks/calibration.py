@@ -1,0 +1,57 @@
+"""Thresholds set from good images only, checked on MTD; and defective references caught.
+
+    .venv/bin/python benchmarks/calibration.py [--shots 16] [--seed 0]
+
+1. Fits the default detector on 16 good references calibrated for 1% false alarms, inspects
+   test/good and every defect type, and prints the measured false-alarm rate and the recall of
+   each defect type.
+2. Mixes 2 defective test images into 16 good references and prints which references `fit`
+   flags as outliers (both defective ones should be flagged).
+"""
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from anomalens import Detector
+from anomalens.data import discover
+from anomalens.data.shots import seeded_order
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-false-alarm", type=float, default=0.01)
+    args = parser.parse_args()
+    (dataset,) = discover(args.data)
+    references = seeded_order(dataset.pool, args.seed)[: args.shots]
+
+    detector = Detector(max_false_alarm=args.max_false_alarm, seed=args.seed)
+    detector.fit(references, progress=True)
+    flagged: dict[str, list[bool]] = defaultdict(list)
+    samples = dataset.test
+    for start in range(0, len(samples), 8):
+        batch = samples[start : start + 8]
+        for sample, result in zip(batch, detector.predict([s.path for s in batch]), strict=True):
+            flagged[sample.defect_type].append(result.is_anomalous)
+    threshold = detector.thresholds["image"]
+    target = args.max_false_alarm
+    print(f"image threshold {threshold.value:.4f} ({threshold.method}, target {target:.0%})")
+    for defect_type, verdicts in sorted(flagged.items()):
+        rate = sum(verdicts) / len(verdicts)
+        label = "false-alarm rate" if defect_type == "good" else "recall"
+        print(f"{defect_type:<10} {label:<16} {rate:6.1%}  ({sum(verdicts)}/{len(verdicts)})")
+
+    defective = [s.path for s in samples if s.label == 1]
+    intruders = [defective[0], defective[len(defective) // 2]]
+    mixed = references + intruders
+    detector = Detector(seed=args.seed).fit(mixed, names=[str(p) for p in mixed])
+    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
+    print(f"outliers flagged among {len(mixed)} references: {detector.reference_outliers}")
+    print(f"defective references caught: {len(caught)} of {len(intruders)}")
+
+
+if __name__ == "__main__":
+    main()

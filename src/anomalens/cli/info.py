@@ -1,0 +1,42 @@
+"""`anomalens info MODEL`: what a saved model is, its references and its thresholds."""
+
+import argparse
+import json
+from pathlib import Path
+
+from anomalens.detector import Detector
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `info` sub-parser."""
+    parser = subparsers.add_parser("info", help="show a model's settings and thresholds")
+    parser.add_argument("model", type=Path, help="model folder written by `anomalens fit`")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the model's configuration, references, outliers and thresholds."""
+    detector = Detector.load(args.model)
+    summary = {
+        **detector.config(),
+        "references": detector.references,
+        "reference_outliers": detector.reference_outliers,
+        "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"model       {args.model}")
+    print(f"method      {detector.method.name} {json.dumps(detector.method.config())}")
+    print(f"references  {len(detector.references)}")
+    for name in detector.reference_outliers:
+        print(f"outlier     {name}")
+    for name, threshold in detector.thresholds.items():
+        target = threshold.max_false_alarm
+        goal = f", target false-alarm rate {target:.2%}" if target is not None else ""
+        print(
+            f"threshold   {name}: {threshold.value:.6g} ({threshold.method}, "
+            f"{threshold.samples} samples{goal})"
+        )
+    return 0
