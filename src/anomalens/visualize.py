@@ -6,7 +6,9 @@ from PIL import Image, ImageDraw
 from anomalens.results import Result
 
 BOX_COLOUR = (255, 40, 40)
-HEAT_OPACITY = 0.5
+HEAT_OPACITY = 0.6
+"""Opacity of the heatmap where the score reaches the top of the colour scale; lower scores are
+more transparent, so a good image stays visible."""
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
@@ -25,8 +27,10 @@ def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = N
     thing on every image; otherwise the map's own maximum sets the top of the scale.
     """
     scale = 2.0 * pixel_threshold if pixel_threshold else float(result.anomaly_map.max()) or 1.0
-    heat = heat_colours(result.anomaly_map / scale).astype(np.float32)
-    blended = (1 - HEAT_OPACITY) * image.astype(np.float32) + HEAT_OPACITY * heat
+    level = np.clip(result.anomaly_map / scale, 0.0, 1.0)
+    heat = heat_colours(level).astype(np.float32)
+    opacity = (HEAT_OPACITY * level)[:, :, None]
+    blended = (1 - opacity) * image.astype(np.float32) + opacity * heat
     picture = Image.fromarray(blended.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     width = max(1, round(max(image.shape[:2]) / 300))
