@@ -1,6 +1,7 @@
 """Registry of anomaly detection methods."""
 
 from anomalens.methods.anomalydino import AnomalyDINO
+from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
 from anomalens.methods.padim import PaDiM
 from anomalens.methods.patchcore import PatchCore
@@ -9,6 +10,7 @@ METHODS: dict[str, type[Method]] = {
     AnomalyDINO.name: AnomalyDINO,
     PatchCore.name: PatchCore,
     PaDiM.name: PaDiM,
+    AutoencoderMethod.name: AutoencoderMethod,
 }
 
 

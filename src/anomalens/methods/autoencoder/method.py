@@ -29,8 +29,6 @@ class AutoencoderMethod(Method):
         patience: epochs without improvement before training stops.
         augment: train on randomly flipped, shifted, rotated and brightness-jittered copies.
         seed: seeds weight initialisation, shuffling and augmentation.
-        backbone: accepted for a uniform method interface and ignored (no backbone is used).
-        weights: must be None: the network learns its own weights.
     """
 
     name = "autoencoder"
@@ -48,17 +46,11 @@ class AutoencoderMethod(Method):
         patience: int = 5,
         augment: bool = True,
         seed: int = 0,
-        backbone: str | None = None,
-        weights: str | None = None,
     ):
         if resolution < DOWNSAMPLING or resolution % DOWNSAMPLING:
             raise ValueError(f"resolution must be a multiple of {DOWNSAMPLING}, got {resolution}")
         if residual not in RESIDUALS:
             raise ValueError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
-        if weights is not None:
-            raise ValueError(
-                f"the autoencoder learns its own weights and uses no backbone weights: {weights}"
-            )
         self.resolution = resolution
         self.variational = variational
         self.residual = residual
