@@ -59,6 +59,16 @@ class FeatureExtractor:
         self.levels = tuple(levels) if levels else self.model.default_levels
         self.model.check_levels(self.levels)
 
+    def config(self) -> dict[str, object]:
+        """The constructor keywords a method shares with its extractor, for saving."""
+        return {
+            "backbone": self.backbone_name,
+            "resolution": self.resolution,
+            "levels": list(self.levels),
+            "weights": self.weights,
+            "batch_size": self.batch_size,
+        }
+
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) an image is resized to before cropping."""
         if not self.keep_aspect:

@@ -60,15 +60,11 @@ class AnomalyDINO(MemoryBankMethod):
 
     def config(self) -> dict[str, Any]:
         return {
-            "backbone": self.extractor.backbone_name,
-            "resolution": self.extractor.resolution,
-            "levels": list(self.extractor.levels),
-            "weights": self.extractor.weights,
+            **self.extractor.config(),
             "rotation": self.rotation,
             "masking": self.masking,
             "top_fraction": self.top_fraction,
             "approximate": self.approximate,
-            "batch_size": self.extractor.batch_size,
         }
 
     def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:

@@ -52,13 +52,9 @@ class PaDiM(Method):
 
     def config(self) -> dict[str, Any]:
         return {
-            "backbone": self.extractor.backbone_name,
-            "resolution": self.extractor.resolution,
-            "levels": list(self.extractor.levels),
-            "weights": self.extractor.weights,
+            **self.extractor.config(),
             "channels": self.channels,
             "seed": self.seed,
-            "batch_size": self.extractor.batch_size,
         }
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:

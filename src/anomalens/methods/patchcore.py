@@ -58,16 +58,12 @@ class PatchCore(MemoryBankMethod):
 
     def config(self) -> dict[str, Any]:
         return {
-            "backbone": self.extractor.backbone_name,
-            "resolution": self.extractor.resolution,
-            "levels": list(self.extractor.levels),
-            "weights": self.extractor.weights,
+            **self.extractor.config(),
             "dimension": self.dimension,
             "coreset_ratio": self.coreset_ratio,
             "reweight_neighbours": self.reweight_neighbours,
             "approximate": self.approximate,
             "seed": self.seed,
-            "batch_size": self.extractor.batch_size,
         }
 
     def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
