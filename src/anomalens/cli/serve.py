@@ -1,0 +1,58 @@
+"""`anomalens serve [--host H --port P --models DIR]`: the inspection API and web page."""
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `serve` sub-parser."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the inspection server (API and web page)",
+        description=(
+            "Serve the models in --models over HTTP: a JSON API (schema at /openapi.json) and "
+            "a web page at / to create models, inspect images and add defect types."
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--models", type=Path, default=Path("models"), help="folder holding the models and log"
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=25, help="largest accepted file, in MiB"
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=40_000_000, help="largest accepted image, in pixels"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    import uvicorn
+
+    from anomalens.service import Limits, create_app
+    from anomalens.service.limits import MEBIBYTE
+
+    if not is_loopback(args.host):
+        print(
+            f"warning: listening on {args.host}: anyone who can reach it can create, "
+            "delete and query models (the server has no authentication)",
+            file=sys.stderr,
+        )
+    limits = Limits(max_file_bytes=int(args.max_upload_mb * MEBIBYTE), max_pixels=args.max_pixels)
+    uvicorn.run(create_app(args.models, limits), host=args.host, port=args.port)
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an IP address or "localhost") is only reachable from this machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -1,0 +1,76 @@
+"""Uploaded files to RGB images, within the server's limits, or a clear error naming the file."""
+
+import hashlib
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from anomalens.errors import ImageError
+from anomalens.io.images import load_image
+from anomalens.service.errors import TooLarge
+from anomalens.service.limits import Limits, size_text
+
+
+@dataclass
+class UploadedImage:
+    """One decoded upload.
+
+    Attributes:
+        filename: the file's name as the client sent it, without folders.
+        sha256: hex digest of the uploaded bytes.
+        image: RGB uint8 (H, W, 3).
+    """
+
+    filename: str
+    sha256: str
+    image: np.ndarray
+
+
+def read_images(
+    files: list[tuple[str | None, BinaryIO]], limits: Limits, what: str = "images"
+) -> list[UploadedImage]:
+    """Decode uploaded (filename, file) pairs; `what` names them in errors.
+
+    Raises TooLarge for too many files, a file over `limits.max_file_bytes` or an image over
+    `limits.max_pixels`, and ImageError naming the file for anything that is not a usable image.
+    """
+    if len(files) > limits.max_files:
+        raise TooLarge(f"{len(files)} {what} uploaded; the server takes at most {limits.max_files}")
+    uploads = []
+    for index, (filename, file) in enumerate(files):
+        name = Path(filename).name if filename else f"upload {index + 1}"
+        data = file.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:
+            raise TooLarge(f"{name}: file is larger than {size_text(limits.max_file_bytes)}")
+        image = decode(name, data, limits.max_pixels)
+        uploads.append(UploadedImage(name, hashlib.sha256(data).hexdigest(), image))
+    return uploads
+
+
+def decode(name: str, data: bytes, max_pixels: int) -> np.ndarray:
+    """The image in `data` as RGB uint8, refused over `max_pixels`; errors name upload `name`."""
+    width, height = _declared_size(data)
+    if width * height > max_pixels:
+        raise TooLarge(f"{name}: image is {width}x{height} px, over the limit of {max_pixels}")
+    with tempfile.NamedTemporaryFile(prefix="anomalens-upload-") as file:
+        file.write(data)
+        file.flush()
+        try:
+            return load_image(file.name)
+        except ImageError as error:
+            raise ImageError(name, error.problem) from None
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image header, or (0, 0) when the header cannot be read (decoding
+    then reports the problem)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return 0, 0
