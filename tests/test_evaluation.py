@@ -127,6 +127,19 @@ def test_unreadable_test_image_is_skipped_and_reported(tmp_path):
     assert "## Problems" in (out / "report.md").read_text()
 
 
+def test_unreadable_reference_is_replaced_by_the_next_in_seeded_order(tmp_path):
+    data = make_mvtec(tmp_path / "tile")
+    order = seeded_order(sorted((data / "train" / "good").iterdir()), 0)
+    order[0].write_bytes(b"")
+    out = tmp_path / "report"
+    assert evaluate_cli(data, out, "--shots", "1", "--seeds", "0") == 0
+    [run] = read_metrics(out)["runs"]
+    assert run["references"] == [order[1].relative_to(data).as_posix()]
+    [problem] = run["skipped"]
+    assert problem.startswith(f"{order[0]}: not an image file")
+    assert problem.endswith("replaced by the next reference in seeded order")
+
+
 def test_mask_of_wrong_size_leaves_only_that_image_out_of_pixel_metrics(tmp_path):
     data = make_mvtec(tmp_path / "tile")
     write_mask(data / "ground_truth" / "hole" / "000_mask.png", size=SIZE + 8)

@@ -9,6 +9,8 @@ from anomalens.io.atomic import write_text
 
 FULL = "full"
 """Shots value meaning every image of the reference pool."""
+LISTED = "list"
+"""Shots value of runs whose references come from a reference list file."""
 
 Shots = int | str
 

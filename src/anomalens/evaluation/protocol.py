@@ -13,7 +13,7 @@ from tqdm import tqdm
 from anomalens.data import Dataset, DatasetError, Sample
 from anomalens.data.dataset import relative_name
 from anomalens.data.masks import load_mask
-from anomalens.data.shots import Shots, seeded_order, shot_count
+from anomalens.data.shots import LISTED, Shots, seeded_order, shot_count
 from anomalens.detector import Detector
 from anomalens.errors import ImageError
 from anomalens.io.images import load_image
@@ -87,7 +87,7 @@ class Run:
 
     Attributes:
         category: dataset name.
-        shots: the shots setting ("full", a count, or "list" for a reference list).
+        shots: the shots setting: a count, "full", or "list" (references from a list file).
         seed: the seed.
         references: the reference images used, in order.
         scores: every scored test sample with its image score.
@@ -135,7 +135,7 @@ def iter_runs(
         fixed_references: references from a list file (all categories); replaces the shots.
         progress: show tqdm progress bars.
     """
-    shots_settings: list[Shots] = ["list"] if fixed_references else list(settings.shots)
+    shots_settings: list[Shots] = [LISTED] if fixed_references else list(settings.shots)
     plan = [(d, s, seed) for d in datasets for s in shots_settings for seed in settings.seeds]
     for dataset, shots, seed in tqdm(plan, desc="runs", unit="run", disable=not progress):
         yield run_once(root, dataset, settings, shots, seed, fixed_references, progress)
@@ -163,7 +163,7 @@ def seeded_references(
         try:
             images.append(load_image(path))
         except ImageError as error:
-            skipped.append(str(error))
+            skipped.append(f"{error}; replaced by the next reference in seeded order")
             continue
         references.append(path)
     if len(references) < wanted:

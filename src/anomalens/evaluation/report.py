@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from anomalens.data import Dataset
 from anomalens.data.dataset import relative_name
-from anomalens.data.shots import write_reference_list
+from anomalens.data.shots import LISTED, write_reference_list
 from anomalens.evaluation.protocol import EvaluationSettings, Run
 from anomalens.evaluation.summary import METRICS, TIMINGS, summarize
 from anomalens.io.atomic import atomic_write, write_json, write_text
@@ -104,7 +104,7 @@ def metrics_document(
             "backbone": settings.backbone,
             "resolution": settings.resolution,
             "method_params": settings.method_params,
-            "shots": ["list"] if reference_list else settings.shots,
+            "shots": [LISTED] if reference_list else settings.shots,
             "seeds": settings.seeds,
             "reference_list": str(reference_list) if reference_list else None,
         },
