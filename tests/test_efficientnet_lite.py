@@ -42,11 +42,18 @@ def test_real_photos_get_their_imagenet_class_at_other_sizes(lite2, size):
     assert classify(lite2, data.coffee(), size) in COFFEE
 
 
-def test_feature_levels_have_strides_8_and_16():
+def test_default_feature_levels_have_strides_16_and_32():
     extractor = FeatureExtractor("efficientnet_lite0", resolution=128)
     (maps,) = extractor.extract([np.zeros((128, 192, 3), np.uint8)])
-    assert maps.levels["s8"].shape[1:] == (16, 24)
     assert maps.levels["s16"].shape[1:] == (8, 12)
+    assert maps.levels["s32"].shape[1:] == (4, 6)
+    assert maps.extent == (128, 192)
+
+
+def test_images_are_cropped_to_a_multiple_of_the_coarsest_stride():
+    extractor = FeatureExtractor("efficientnet_lite0", resolution=128, levels=("s8",))
+    (maps,) = extractor.extract([np.zeros((128, 200, 3), np.uint8)])
+    assert maps.levels["s8"].shape[1:] == (16, 24)
     assert maps.extent == (128, 192)
 
 

@@ -10,7 +10,7 @@ from anomalens.methods.anomalydino import AnomalyDINO
 
 @pytest.fixture(scope="module")
 def method():
-    return AnomalyDINO(resolution=128, rotation=False)
+    return AnomalyDINO(resolution=256, rotation=False)
 
 
 def features(method, image):
@@ -40,8 +40,8 @@ def test_the_foreground_mask_covers_the_object_and_not_the_corners(method):
 
 
 def test_auto_masking_is_decided_on_the_first_reference():
-    objects = AnomalyDINO(resolution=128, rotation=False)
+    objects = AnomalyDINO(resolution=256, rotation=False)
     objects.fit([object_on_background(seed) for seed in range(2)])
-    textures = AnomalyDINO(resolution=128, rotation=False)
+    textures = AnomalyDINO(resolution=256, rotation=False)
     textures.fit([texture(seed, 128, 128) for seed in range(2)])
     assert objects.use_mask and not textures.use_mask

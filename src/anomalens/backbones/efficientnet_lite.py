@@ -102,8 +102,8 @@ class EfficientNetLite(Backbone):
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
     strides: ClassVar[dict[str, int]] = {level: int(level[1:]) for level in _LEVEL_STAGE}
-    default_levels = ("s8", "s16")
-    size_multiple = 16
+    default_levels = ("s16", "s32")
+    size_multiple = 32
 
     def __init__(self, name: str, width: float, depth: float):
         super().__init__()
