@@ -24,6 +24,8 @@ class AnomalyDINO(MemoryBankMethod):
         levels: backbone feature levels, concatenated on the finest grid after per-level L2
             normalisation; None uses the backbone's defaults.
         weights: optional path to the backbone weights.
+        keep_aspect: keep the aspect ratio (AnomalyDINO); False resizes to a square, which helps
+            when one product is photographed in crops of varying shape.
         rotation: add the references rotated by 45, 90, ..., 315 degrees to the bank.
         masking: "auto" (decided by the masking test on the first reference), True or False:
             ignore background patches found by zero-shot PCA masking.
@@ -42,6 +44,7 @@ class AnomalyDINO(MemoryBankMethod):
         resolution: int = 320,
         levels: tuple[str, ...] | None = None,
         weights: str | None = None,
+        keep_aspect: bool = True,
         rotation: bool = True,
         masking: bool | str = "auto",
         top_fraction: float = 0.01,
@@ -52,7 +55,9 @@ class AnomalyDINO(MemoryBankMethod):
             raise ValueError(f"masking must be True, False or 'auto', got {masking!r}")
         self.approximate = approximate
         super().__init__()
-        self.extractor = FeatureExtractor(backbone, resolution, levels, weights, True, batch_size)
+        self.extractor = FeatureExtractor(
+            backbone, resolution, levels, weights, keep_aspect, batch_size
+        )
         self.rotation = rotation
         self.masking = masking
         self.top_fraction = top_fraction
@@ -61,6 +66,7 @@ class AnomalyDINO(MemoryBankMethod):
     def config(self) -> dict[str, Any]:
         return {
             **self.extractor.config(),
+            "keep_aspect": self.extractor.keep_aspect,
             "rotation": self.rotation,
             "masking": self.masking,
             "top_fraction": self.top_fraction,
