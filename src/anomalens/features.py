@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from anomalens.backbones import Backbone, load_backbone
 
@@ -104,13 +105,14 @@ class FeatureExtractor:
         return (tensor - mean) / std, extent
 
     @torch.inference_mode()
-    def extract(self, images: list[np.ndarray]) -> list[FeatureMaps]:
-        """Feature maps for each RGB uint8 image, in order."""
+    def extract(self, images: list[np.ndarray], progress: bool = False) -> list[FeatureMaps]:
+        """Feature maps for each RGB uint8 image, in order (with a progress bar if asked)."""
         prepared = [self.preprocess(image) for image in images]
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, (tensor, _) in enumerate(prepared):
             by_shape[tuple(tensor.shape)].append(index)
         outputs: list[FeatureMaps | None] = [None] * len(images)
+        bar = tqdm(total=len(images), desc="features", unit="image", disable=not progress)
         for indices in by_shape.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
@@ -122,6 +124,8 @@ class FeatureExtractor:
                         extent=prepared[index][1],
                         image_size=images[index].shape[:2],
                     )
+                bar.update(len(chunk))
+        bar.close()
         return outputs  # type: ignore[return-value]
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
@@ -73,9 +74,9 @@ class AnomalyDINO(MemoryBankMethod):
             "approximate": self.approximate,
         }
 
-    def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
+    def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:
         grids = []
-        for maps in self.extractor.extract(images):
+        for maps in self.extractor.extract(images, progress):
             features = F.normalize(stack_levels(maps.levels, normalize_each=True), dim=0)
             grids.append(PatchGrid(features.permute(1, 2, 0).numpy(), maps.extent, maps.image_size))
         return grids
@@ -83,12 +84,18 @@ class AnomalyDINO(MemoryBankMethod):
     def bank_patches(
         self, images: list[np.ndarray], progress: bool
     ) -> tuple[np.ndarray, np.ndarray, list[PatchGrid]]:
-        grids = self.patch_grids(images)
+        grids = self.patch_grids(images, progress)
         if self.masking == "auto":
             self.use_mask = should_mask(grids[0].features)
         angles = ROTATION_ANGLES[1:] if self.rotation else ()
         patches, owners = [], []
-        for owner, (image, grid) in enumerate(zip(images, grids, strict=True)):
+        pairs = tqdm(
+            zip(images, grids, strict=True),
+            total=len(images),
+            desc="rotated references",
+            disable=not (progress and angles),
+        )
+        for owner, (image, grid) in enumerate(pairs):
             variants = [grid, *self.patch_grids([_rotate(image, angle) for angle in angles])]
             for variant in variants:
                 kept = self._foreground(variant.features)

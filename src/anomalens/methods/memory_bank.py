@@ -33,7 +33,7 @@ class MemoryBankMethod(Method):
         self.neighbours = NearestNeighbours(self.metric, self.approximate)
 
     @abstractmethod
-    def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
+    def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:
         """Patch features of each image."""
 
     @abstractmethod

@@ -66,9 +66,9 @@ class PatchCore(MemoryBankMethod):
             "seed": self.seed,
         }
 
-    def patch_grids(self, images: list[np.ndarray]) -> list[PatchGrid]:
+    def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:
         grids = []
-        for maps in self.extractor.extract(images):
+        for maps in self.extractor.extract(images, progress):
             features = locally_aware_features(maps.levels, self.dimension)
             grids.append(PatchGrid(features.permute(1, 2, 0).numpy(), maps.extent, maps.image_size))
         return grids
@@ -76,7 +76,7 @@ class PatchCore(MemoryBankMethod):
     def bank_patches(
         self, images: list[np.ndarray], progress: bool
     ) -> tuple[np.ndarray, np.ndarray, list[PatchGrid]]:
-        grids = self.patch_grids(images)
+        grids = self.patch_grids(images, progress)
         patches = np.concatenate([g.features.reshape(-1, g.features.shape[-1]) for g in grids])
         owners = np.concatenate(
             [np.full(g.features.shape[0] * g.features.shape[1], i) for i, g in enumerate(grids)]
