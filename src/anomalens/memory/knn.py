@@ -7,8 +7,10 @@ EXACT_SEARCH_LIMIT = 5_000
 """Banks with more entries get an inverted-file (approximate) index: at 16 references (with
 rotations) exact search costs several times the backbone's forward pass, and the index's accuracy
 cost is measured by benchmarks/speed.py --approximate."""
-PROBES = 16
-"""Inverted lists visited per query by the approximate index."""
+PROBES = 8
+"""Inverted lists visited per query by the approximate index (of sqrt(N) lists)."""
+TRAINING_PER_LIST = 39
+"""Bank rows sampled per inverted list to train the index's k-means (faiss's minimum)."""
 
 
 class NearestNeighbours:
@@ -84,10 +86,11 @@ class NearestNeighbours:
             index = self._flat_index(dim)
             index.add(bank)
             return index
-        lists = int(4 * np.sqrt(count))
+        lists = int(np.sqrt(count))
         metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
         index = faiss.IndexIVFFlat(self._flat_index(dim), dim, lists, metric)
-        sample = np.random.default_rng(0).choice(count, min(count, 40 * lists), replace=False)
+        size = min(count, TRAINING_PER_LIST * lists)
+        sample = np.random.default_rng(0).choice(count, size, replace=False)
         index.train(bank[np.sort(sample)])
         index.add(bank)
         index.nprobe = PROBES
