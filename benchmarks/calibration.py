@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/calibration.py [--shots 16] [--seed 0]
 
-1. Fits the default detector on 16 good references calibrated for 1% false alarms, inspects
+1. Mixes 2 defective test images into 16 good references and prints which references `fit`
+   flags as outliers (both defective ones should be flagged).
+2. Fits the default detector on the 16 good references calibrated for 1% false alarms, inspects
    test/good and every defect type, and prints the measured false-alarm rate and the recall of
    each defect type.
-2. Mixes 2 defective test images into 16 good references and prints which references `fit`
-   flags as outliers (both defective ones should be flagged).
 """
 
 import argparse
@@ -28,12 +28,19 @@ def main() -> None:
     (dataset,) = discover(args.data)
     references = seeded_order(dataset.pool, args.seed)[: args.shots]
 
+    defective = [s.path for s in dataset.test if s.label == 1]
+    intruders = [defective[0], defective[len(defective) // 2]]
+    mixed = references + intruders
+    detector = Detector(seed=args.seed).fit(mixed, names=[str(p) for p in mixed])
+    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
+    print(f"outliers flagged among {len(mixed)} references: {detector.reference_outliers}")
+    print(f"defective references caught: {len(caught)} of {len(intruders)}")
+
     detector = Detector(max_false_alarm=args.max_false_alarm, seed=args.seed)
     detector.fit(references, progress=True)
     flagged: dict[str, list[bool]] = defaultdict(list)
-    samples = dataset.test
-    for start in range(0, len(samples), 8):
-        batch = samples[start : start + 8]
+    for start in range(0, len(dataset.test), 8):
+        batch = dataset.test[start : start + 8]
         for sample, result in zip(batch, detector.predict([s.path for s in batch]), strict=True):
             flagged[sample.defect_type].append(result.is_anomalous)
     threshold = detector.thresholds["image"]
@@ -43,14 +50,6 @@ def main() -> None:
         rate = sum(verdicts) / len(verdicts)
         label = "false-alarm rate" if defect_type == "good" else "recall"
         print(f"{defect_type:<10} {label:<16} {rate:6.1%}  ({sum(verdicts)}/{len(verdicts)})")
-
-    defective = [s.path for s in samples if s.label == 1]
-    intruders = [defective[0], defective[len(defective) // 2]]
-    mixed = references + intruders
-    detector = Detector(seed=args.seed).fit(mixed, names=[str(p) for p in mixed])
-    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
-    print(f"outliers flagged among {len(mixed)} references: {detector.reference_outliers}")
-    print(f"defective references caught: {len(caught)} of {len(intruders)}")
 
 
 if __name__ == "__main__":
