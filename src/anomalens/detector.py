@@ -9,6 +9,8 @@ import numpy as np
 
 from anomalens import calibration
 from anomalens.calibration import Threshold
+from anomalens.defect_types.examples import BoxInput, MaskInput, example_regions
+from anomalens.defect_types.registry import DefectTypeError, DefectTypes
 from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import find_boxes
@@ -59,6 +61,7 @@ class Detector:
         self.thresholds: dict[str, Threshold] = {}
         self.references: list[str] = []
         self.reference_outliers: list[str] = []
+        self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild an unfitted copy of this detector."""
@@ -79,6 +82,7 @@ class Detector:
         detector.smoothing_sigma = config["smoothing_sigma"]
         detector.method = create_method(config["method"], **config["method_params"])
         detector.thresholds, detector.references, detector.reference_outliers = {}, [], []
+        detector.defect_types = DefectTypes.for_method(detector.method.config())
         return detector
 
     @property
@@ -129,14 +133,50 @@ class Detector:
         return self
 
     def predict(self, images: Sequence[ImageInput]) -> list[Result]:
-        """Inspect each image (path or RGB array); results come back in order."""
+        """Inspect each image (path or RGB array); results come back in order, each box
+        labelled with its registered defect type (see `add_defect_type`)."""
         self._require_fitted()
-        names = [_name(image, i) for i, image in enumerate(images)]
-        arrays = [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+        _, arrays = _arrays(images)
         results = []
         for image, scores in zip(images, self.method.score(arrays), strict=True):
             results.append(self._result(scores, image if isinstance(image, str | Path) else None))
+        self.defect_types.label(arrays, results)
         return results
+
+    def add_defect_type(
+        self,
+        name: str,
+        images: Sequence[ImageInput],
+        masks: Sequence[MaskInput | None] | None = None,
+        boxes: Sequence[BoxInput | None] | None = None,
+    ) -> "Detector":
+        """Register defect type `name` from a few example images of it, or add them to its
+        examples; from then on `predict` labels each box with its most similar type.
+
+        Args:
+            name: the type's name.
+            images: example images (paths or RGB arrays).
+            masks: per example, its defect mask (file or array, nonzero = defect) or None.
+            boxes: per example, a box around its defect or None.
+
+        Each example's defect is its mask, else its box, else the strongest region the detector
+        finds; an ImageError names an example where no region can be found.
+        """
+        if not images:
+            raise DefectTypeError(f"defect type {name!r} needs at least one example image")
+        names, arrays = _arrays(images)
+        results = self.predict(arrays)
+        regions = example_regions(results, names, masks, boxes)
+        embeddings = self.defect_types.embedder.embed(
+            arrays, [result.anomaly_map for result in results], [[region] for region in regions]
+        )
+        self.defect_types.add(name, np.concatenate(embeddings), names)
+        return self
+
+    def remove_defect_type(self, name: str) -> "Detector":
+        """Forget defect type `name`."""
+        self.defect_types.remove(name)
+        return self
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector to directory `path` (JSON + safetensors, no pickle)."""
@@ -186,6 +226,12 @@ def _accepted(method: str, **common: Any) -> dict[str, Any]:
         return common
     parameters = inspect.signature(METHODS[method]).parameters
     return {key: value for key, value in common.items() if key in parameters}
+
+
+def _arrays(images: Sequence[ImageInput]) -> tuple[list[str], list[np.ndarray]]:
+    """The name (see `_name`) and RGB array of each image."""
+    names = [_name(image, i) for i, image in enumerate(images)]
+    return names, [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
 
 
 def _name(image: ImageInput, index: int) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from anomalens.calibration import Threshold
+from anomalens.defect_types.registry import DefectTypes
 from anomalens.errors import ModelFileError
 
 if TYPE_CHECKING:
@@ -36,11 +37,13 @@ def save_detector(detector: "Detector", path: Path) -> Path:
             "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
             "references": detector.references,
             "reference_outliers": detector.reference_outliers,
+            "defect_types": detector.defect_types.document(),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
         arrays = {
             f"method.{key}": np.ascontiguousarray(v) for key, v in detector.method.state().items()
         }
+        arrays |= {f"types.{name}": v for name, v in detector.defect_types.state().items()}
         save_file(arrays, str(staging / ARRAYS_FILE))
         _replace_directory(staging, path)
     finally:
@@ -70,13 +73,20 @@ def load_detector(path: Path) -> "Detector":
             f"{path}: model format version {version}; this anomalens reads version {FORMAT_VERSION}"
         )
     detector = Detector.from_config(document["config"])
-    detector.method.load_state(
-        {key.removeprefix("method."): v for key, v in arrays.items() if key.startswith("method.")}
-    )
+    detector.method.load_state(_prefixed(arrays, "method."))
     detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
     detector.references = document["references"]
     detector.reference_outliers = document["reference_outliers"]
+    if "defect_types" in document:
+        detector.defect_types = DefectTypes.restore(
+            document["defect_types"], _prefixed(arrays, "types.")
+        )
     return detector
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose key starts with `prefix`, keyed without it."""
+    return {key.removeprefix(prefix): v for key, v in arrays.items() if key.startswith(prefix)}
 
 
 def _replace_directory(staging: Path, path: Path) -> None:

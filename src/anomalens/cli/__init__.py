@@ -4,10 +4,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from anomalens.cli import evaluate, fit, info, predict, report, serve, weights
+from anomalens.cli import (
+    defects,
+    evaluate,
+    evaluate_types,
+    fit,
+    info,
+    predict,
+    report,
+    serve,
+    weights,
+)
 from anomalens.errors import AnomalensError
 
-COMMANDS = [fit, predict, info, weights, report, evaluate, serve]
+COMMANDS = [fit, predict, info, weights, report, evaluate, serve, defects, evaluate_types]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         {"model": model_summary(args.model, detector), "images": entries, "errors": errors},
     )
     if args.format == "coco":
-        write_coco(args.output / "coco.json", coco_results, coco_paths, [])
+        write_coco(args.output / "coco.json", coco_results, coco_paths, detector.defect_types.names)
     flagged = sum(entry["verdict"] == "NG" for entry in entries)
     print(f"{len(entries)} inspected, {flagged} NG, {len(errors)} failed; see {args.output}")
     return 1 if errors or not files else 0

@@ -1,0 +1,177 @@
+"""`anomalens evaluate-types DATA`: how well defect types are named from a few examples."""
+
+import argparse
+from pathlib import Path
+
+from anomalens.cli.options import add_detector_options, detector_params
+from anomalens.data import Dataset, DatasetError, discover
+from anomalens.data.shots import seeded_order, shot_count
+from anomalens.defect_types.episodes import ClassifierResult, Estimate, run_episodes
+from anomalens.defect_types.labelled import REGION_SOURCES, LabelledRegions, embed_defects
+from anomalens.defect_types.registry import DEFAULT_RULE
+from anomalens.detector import Detector
+from anomalens.io.atomic import write_json, write_text
+from anomalens.io.images import load_image
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "unknown_auroc": "unknown AUROC",
+    "false_unknown_rate": "known called unknown",
+    "unknown_recall": "unknown called unknown",
+}
+MODE_TITLES = {"closed_set": "Closed set", "open_set": "Open set (one type held out per episode)"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `evaluate-types` sub-parser."""
+    parser = subparsers.add_parser(
+        "evaluate-types",
+        help="measure defect-type naming with few-shot episodes on a labelled dataset",
+        description=(
+            "Embed each defective test image's region once (DATA is one MVTec-AD category; "
+            "its test/<type> folders name the types), then run N-way k-shot episodes: every "
+            "matching rule beside a logistic-regression classifier trained on the same shots. "
+            "Writes metrics.json and report.md to the output folder."
+        ),
+    )
+    parser.add_argument("data", type=Path, help="MVTec-AD category folder")
+    parser.add_argument("--shots", type=int, default=5, help="examples per type and episode")
+    parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
+    parser.add_argument(
+        "--open-set",
+        action="store_true",
+        help="also run episodes holding one type out, which should come back 'unknown'",
+    )
+    parser.add_argument(
+        "--regions",
+        choices=REGION_SOURCES,
+        default="masks",
+        help="defect regions from the ground-truth masks or the detector (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="use this fitted model instead of fitting one on train/good"
+    )
+    parser.add_argument(
+        "--good", type=int, default=4, help="good images the detector is fitted on (seeded draw)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws and the detector")
+    add_detector_options(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("types-evaluation"),
+        help="report folder (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Embed, run the episodes, write and print the report."""
+    dataset = single_dataset(args.data)
+    detector = Detector.load(args.model) if args.model else fitted_detector(dataset, args)
+    regions = embed_defects(dataset, detector, args.regions)
+    settings = {"shots": args.shots, "episodes": args.episodes, "seed": args.seed}
+    outcomes = {"closed_set": run_episodes(regions.embeddings, regions.labels, **settings)}
+    if args.open_set:
+        outcomes["open_set"] = run_episodes(
+            regions.embeddings, regions.labels, open_set=True, **settings
+        )
+    summary = {
+        "data": str(args.data),
+        "regions": args.regions,
+        "detector": detector.config(),
+        "embedder": detector.defect_types.embedder.config(),
+        **settings,
+        "types": {name: regions.labels.count(name) for name in sorted(set(regions.labels))},
+        "skipped": regions.skipped,
+        **{mode: [_as_dict(result) for result in results] for mode, results in outcomes.items()},
+    }
+    write_json(args.output / "metrics.json", summary)
+    report = markdown_report(summary, regions, outcomes)
+    write_text(args.output / "report.md", report)
+    print(report)
+    return 0
+
+
+def single_dataset(folder: Path) -> Dataset:
+    """The one MVTec-AD category at `folder`."""
+    datasets = discover(folder)
+    if len(datasets) != 1 or datasets[0].layout != "mvtec":
+        raise DatasetError(f"{folder}: expected one MVTec-AD category (train/good, test/<type>)")
+    return datasets[0]
+
+
+def fitted_detector(dataset: Dataset, args: argparse.Namespace) -> Detector:
+    """A detector fitted on `args.good` seeded good images of `dataset`."""
+    references = seeded_order(dataset.pool, args.seed)[: shot_count(args.good, dataset.pool)]
+    detector = Detector(
+        method=args.method,
+        backbone=args.backbone,
+        resolution=args.resolution,
+        seed=args.seed,
+        **detector_params(args.param),
+    )
+    return detector.fit([load_image(path) for path in references], progress=True)
+
+
+def markdown_report(
+    summary: dict, regions: LabelledRegions, outcomes: dict[str, list[ClassifierResult]]
+) -> str:
+    """The report: settings, a metrics table per mode and the default rule's confusion matrix."""
+    types = list(summary["types"])
+    counts = ", ".join(f"{name} {count}" for name, count in summary["types"].items())
+    lines = [
+        f"# Defect types: {len(types)}-way {summary['shots']}-shot, {summary['episodes']} episodes",
+        "",
+        f"- data: {summary['data']} ({counts}; {len(regions.skipped)} images skipped)",
+        f"- regions: {summary['regions']}, weighted by the detector's anomaly maps",
+        f"- embedder: {summary['embedder']}",
+        "- means over episodes with 95% confidence intervals",
+    ]
+    for mode, results in outcomes.items():
+        metrics = list(results[0].metrics)
+        lines += [
+            "",
+            f"## {MODE_TITLES[mode]}",
+            "",
+            "| classifier | " + " | ".join(METRIC_LABELS[m] for m in metrics) + " |",
+            "|---" * (len(metrics) + 1) + "|",
+        ]
+        for result in results:
+            cells = [_cell(result.metrics.get(metric)) for metric in metrics]
+            lines.append(f"| {_label(result.name)} | " + " | ".join(cells) + " |")
+    default = next(r for r in outcomes["closed_set"] if r.name == DEFAULT_RULE)
+    lines += [
+        "",
+        f"## Confusion matrix ({_label(DEFAULT_RULE)}, closed set, summed over episodes)",
+        "",
+        "| true \\ predicted | " + " | ".join(types) + " |",
+        "|---" * (len(types) + 1) + "|",
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(map(str, row)) + " |"
+        for name, row in zip(types, default.confusion, strict=True)
+    ]
+    if regions.skipped:
+        lines += ["", "## Skipped", "", *(f"- {problem}" for problem in regions.skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def _label(name: str) -> str:
+    return name if name == "logistic regression" else f"nearest {name} (rule {name!r})"
+
+
+def _cell(estimate: Estimate | None) -> str:
+    if estimate is None:
+        return "–"
+    return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]"
+
+
+def _as_dict(result: ClassifierResult) -> dict:
+    return {
+        "name": result.name,
+        "metrics": {name: vars(estimate) for name, estimate in result.metrics.items()},
+        "confusion": result.confusion,
+    }
