@@ -1,5 +1,7 @@
 """Naming defects from a few examples: labels, "unknown", persistence and bad input."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from PIL import Image
 
 from anomalens import Detector
 from anomalens.defect_types import UNKNOWN, DefectTypeError, DefectTypes
-from anomalens.defect_types.embedding import region_embedding
+from anomalens.defect_types.embedding import region_embedding, region_level
 from anomalens.errors import ImageError
 
 
@@ -202,6 +204,13 @@ def test_single_examples_give_no_threshold_and_always_a_type():
 
 
 # Region embeddings
+
+
+def test_regions_are_embedded_at_stride_16_or_the_nearest_level():
+    strides = {"s4": 4, "s8": 8, "s16": 16, "s32": 32}
+    assert region_level(SimpleNamespace(default_levels=("s8",), strides=strides)) == "s16"
+    vit = SimpleNamespace(default_levels=("last",), strides={"block6": 14, "last": 14})
+    assert region_level(vit) == "last"
 
 
 def test_a_region_embeds_as_the_features_of_the_patches_it_covers():

@@ -11,6 +11,8 @@ from PIL import Image
 
 from anomalens import Detector
 from anomalens.cli import main
+from anomalens.data import discover
+from anomalens.defect_types.labelled import embed_defects
 
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -113,6 +115,24 @@ def test_evaluate_types_reports_both_classifiers_with_intervals(tmp_path, capsys
     report = (output / "report.md").read_text()
     assert "# Defect types: 3-way 2-shot, 6 episodes" in report
     assert report in capsys.readouterr().out
+
+
+def test_images_without_a_region_are_skipped_and_named(model, tmp_path):
+    data = write_category(tmp_path / "category")
+    (data / "ground_truth" / "spot" / "0_mask.png").unlink()
+    write_png(data / "test" / "scratch" / "clean.png", texture(77))
+    dataset, detector = discover(data)[0], Detector.load(model)
+    by_mask = embed_defects(dataset, detector, "masks", progress=False)
+    assert by_mask.labels.count("spot") == 6 and len(by_mask.embeddings) == 20
+    assert f"{data / 'test' / 'spot' / '0.png'}: no ground-truth mask" in by_mask.skipped
+    enough = by_mask.with_more_than(6)
+    assert (
+        sorted(set(enough.labels)) == ["checkerboard", "scratch"] and len(enough.embeddings) == 14
+    )
+    assert enough.skipped[-1] == "type spot: only 6 regions"
+    by_detector = embed_defects(dataset, detector, "detector", progress=False)
+    assert any("clean.png: no defect region found" in problem for problem in by_detector.skipped)
+    assert by_detector.labels.count("spot") == 7
 
 
 def test_evaluate_types_refuses_a_folder_without_a_category(tmp_path, capsys):

@@ -1,13 +1,19 @@
 """`anomalens evaluate-types DATA`: how well defect types are named from a few examples."""
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from anomalens.cli.options import add_detector_options, detector_params
 from anomalens.data import Dataset, DatasetError, discover
 from anomalens.data.shots import seeded_order, shot_count
-from anomalens.defect_types.episodes import ClassifierResult, Estimate, run_episodes
-from anomalens.defect_types.labelled import REGION_SOURCES, LabelledRegions, embed_defects
+from anomalens.defect_types.episodes import (
+    LOGISTIC_REGRESSION,
+    ClassifierResult,
+    Estimate,
+    run_episodes,
+)
+from anomalens.defect_types.labelled import REGION_SOURCES, embed_defects
 from anomalens.defect_types.registry import DEFAULT_RULE
 from anomalens.detector import Detector
 from anomalens.io.atomic import write_json, write_text
@@ -19,6 +25,12 @@ METRIC_LABELS = {
     "unknown_auroc": "unknown AUROC",
     "false_unknown_rate": "known called unknown",
     "unknown_recall": "unknown called unknown",
+}
+CLASSIFIER_LABELS = {
+    "prototype": "nearest prototype",
+    "example": "nearest example",
+    "both": "prototype + example",
+    LOGISTIC_REGRESSION: "logistic regression (supervised)",
 }
 MODE_TITLES = {"closed_set": "Closed set", "open_set": "Open set (one type held out per episode)"}
 
@@ -71,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     """Embed, run the episodes, write and print the report."""
     dataset = single_dataset(args.data)
     detector = Detector.load(args.model) if args.model else fitted_detector(dataset, args)
-    regions = embed_defects(dataset, detector, args.regions)
+    regions = embed_defects(dataset, detector, args.regions).with_more_than(args.shots)
+    embedder = detector.defect_types.embedder
     settings = {"shots": args.shots, "episodes": args.episodes, "seed": args.seed}
     outcomes = {"closed_set": run_episodes(regions.embeddings, regions.labels, **settings)}
     if args.open_set:
@@ -82,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "regions": args.regions,
         "detector": detector.config(),
-        "embedder": detector.defect_types.embedder.config(),
+        "embedder": {**embedder.config(), "levels": list(embedder.extractor.levels)},
         **settings,
         "types": {name: regions.labels.count(name) for name in sorted(set(regions.labels))},
         "skipped": regions.skipped,
-        **{mode: [_as_dict(result) for result in results] for mode, results in outcomes.items()},
+        **{mode: [asdict(result) for result in results] for mode, results in outcomes.items()},
     }
     write_json(args.output / "metrics.json", summary)
-    report = markdown_report(summary, regions, outcomes)
+    report = markdown_report(summary, outcomes)
     write_text(args.output / "report.md", report)
     print(report)
     return 0
@@ -116,18 +129,17 @@ def fitted_detector(dataset: Dataset, args: argparse.Namespace) -> Detector:
     return detector.fit([load_image(path) for path in references], progress=True)
 
 
-def markdown_report(
-    summary: dict, regions: LabelledRegions, outcomes: dict[str, list[ClassifierResult]]
-) -> str:
+def markdown_report(summary: dict, outcomes: dict[str, list[ClassifierResult]]) -> str:
     """The report: settings, a metrics table per mode and the default rule's confusion matrix."""
-    types = list(summary["types"])
+    types, embedder = list(summary["types"]), summary["embedder"]
     counts = ", ".join(f"{name} {count}" for name, count in summary["types"].items())
     lines = [
         f"# Defect types: {len(types)}-way {summary['shots']}-shot, {summary['episodes']} episodes",
         "",
-        f"- data: {summary['data']} ({counts}; {len(regions.skipped)} images skipped)",
+        f"- data: {summary['data']} ({counts}; {len(summary['skipped'])} images skipped)",
         f"- regions: {summary['regions']}, weighted by the detector's anomaly maps",
-        f"- embedder: {summary['embedder']}",
+        f"- features: {embedder['backbone']} {'+'.join(embedder['levels'])} at "
+        f"{embedder['resolution']} px",
         "- means over episodes with 95% confidence intervals",
     ]
     for mode, results in outcomes.items():
@@ -154,24 +166,17 @@ def markdown_report(
         f"| {name} | " + " | ".join(map(str, row)) + " |"
         for name, row in zip(types, default.confusion, strict=True)
     ]
-    if regions.skipped:
-        lines += ["", "## Skipped", "", *(f"- {problem}" for problem in regions.skipped)]
+    if summary["skipped"]:
+        lines += ["", "## Skipped", "", *(f"- {problem}" for problem in summary["skipped"])]
     return "\n".join(lines) + "\n"
 
 
 def _label(name: str) -> str:
-    return name if name == "logistic regression" else f"nearest {name} (rule {name!r})"
+    label = CLASSIFIER_LABELS[name]
+    return f"{label} (default)" if name == DEFAULT_RULE else label
 
 
 def _cell(estimate: Estimate | None) -> str:
     if estimate is None:
         return "–"
     return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]"
-
-
-def _as_dict(result: ClassifierResult) -> dict:
-    return {
-        "name": result.name,
-        "metrics": {name: vars(estimate) for name, estimate in result.metrics.items()},
-        "confusion": result.confusion,
-    }

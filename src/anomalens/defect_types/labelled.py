@@ -1,6 +1,6 @@
 """Embed the defect region of every defective image of a labelled dataset, once."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ from anomalens.data import Dataset, Sample
 from anomalens.defect_types.examples import mask_region, strongest_region
 from anomalens.errors import ImageError
 from anomalens.io.images import load_image
+from anomalens.results import Result
 
 if TYPE_CHECKING:
     from anomalens.detector import Detector
@@ -33,7 +34,19 @@ class LabelledRegions:
     embeddings: np.ndarray
     labels: list[str]
     paths: list[Path]
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str]
+
+    def with_more_than(self, count: int) -> "LabelledRegions":
+        """The regions of the types that have more than `count`; the others are skipped."""
+        small = sorted({label for label in self.labels if self.labels.count(label) <= count})
+        kept = [i for i, label in enumerate(self.labels) if label not in small]
+        return LabelledRegions(
+            self.embeddings[kept],
+            [self.labels[i] for i in kept],
+            [self.paths[i] for i in kept],
+            self.skipped
+            + [f"type {name}: only {self.labels.count(name)} regions" for name in small],
+        )
 
 
 def embed_defects(
@@ -56,38 +69,36 @@ def embed_defects(
     if regions not in REGION_SOURCES:
         raise ValueError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
     samples = [sample for sample in dataset.test if sample.label == 1]
-    embedded = LabelledRegions(np.empty((0, 0), np.float32), [], [])
-    rows = []
-    for start in tqdm(
-        range(0, len(samples), batch_size), desc="embedding defects", disable=not progress
-    ):
-        images, kept = [], []
+    rows, labels, paths, skipped = [], [], [], []
+    starts = range(0, len(samples), batch_size)
+    for start in tqdm(starts, desc="embedding defects", disable=not progress):
+        loaded = []
         for sample in samples[start : start + batch_size]:
             try:
-                images.append(load_image(sample.path))
-                kept.append(sample)
+                loaded.append((sample, load_image(sample.path)))
             except ImageError as error:
-                embedded.skipped.append(str(error))
-        results = detector.predict(images)
+                skipped.append(str(error))
+        results = detector.predict([image for _, image in loaded])
         usable = []
-        for index, (sample, result) in enumerate(zip(kept, results, strict=True)):
+        for (sample, image), result in zip(loaded, results, strict=True):
             try:
-                usable.append((index, _region(sample, result, regions)))
+                usable.append((sample, image, result, _region(sample, result, regions)))
             except ImageError as error:
-                embedded.skipped.append(str(error))
+                skipped.append(str(error))
         vectors = detector.defect_types.embedder.embed(
-            [images[index] for index, _ in usable],
-            [results[index].anomaly_map for index, _ in usable],
-            [[region] for _, region in usable],
+            [image for _, image, _, _ in usable],
+            [result.anomaly_map for _, _, result, _ in usable],
+            [[region] for _, _, _, region in usable],
         )
-        rows.extend(vectors)
-        embedded.labels.extend(kept[index].defect_type for index, _ in usable)
-        embedded.paths.extend(kept[index].path for index, _ in usable)
-    embedded.embeddings = np.concatenate(rows) if rows else embedded.embeddings
-    return embedded
+        rows += [vector[0] for vector in vectors]
+        labels += [sample.defect_type for sample, *_ in usable]
+        paths += [sample.path for sample, *_ in usable]
+    embeddings = np.stack(rows) if rows else np.empty((0, 0), np.float32)
+    return LabelledRegions(embeddings, labels, paths, skipped)
 
 
-def _region(sample: Sample, result, source: str) -> np.ndarray:
+def _region(sample: Sample, result: Result, source: str) -> np.ndarray:
+    """The ground-truth or detected defect region of `sample`; ImageError when it has none."""
     if source == "detector":
         return strongest_region(result, str(sample.path))
     if sample.mask_path is None:
