@@ -60,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
     parser.add_argument("--images", type=int, default=30, help="test images timed per setting")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[320, 448])
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--approximate", action="store_true", help="also time the IVF index")
     args = parser.parse_args()
     pool = sorted((args.data / "train" / "good").glob("*"))
@@ -68,8 +70,8 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}; {len(images)} MTD test images per setting")
     header = "resolution shots index   bank  features  search  post  total  forward  ratio"
     print(header)
-    for resolution in (320, 448):
-        for shots in (1, 16):
+    for resolution in args.resolutions:
+        for shots in args.shots:
             references = [load_image(p) for p in seeded_order(pool, 0)[:shots]]
             fitted = {}
             for approximate in (False, True) if args.approximate else (None,):
