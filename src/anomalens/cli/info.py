@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+from anomalens.cli.defects import describe
 from anomalens.detector import Detector
 
 
@@ -16,13 +17,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the model's configuration, references, outliers and thresholds."""
+    """Print the model's configuration, references, outliers, thresholds and defect types."""
     detector = Detector.load(args.model)
     summary = {
         **detector.config(),
         "references": detector.references,
         "reference_outliers": detector.reference_outliers,
         "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+        "defect_types": describe(detector.defect_types),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -39,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
             f"threshold   {name}: {threshold.value:.6g} ({threshold.method}, "
             f"{threshold.samples} samples{goal})"
         )
+    for line in summary["defect_types"]:
+        print(f"types       {line}")
     return 0
