@@ -121,19 +121,20 @@ class AutoencoderMethod(Method):
         """Two-fold cross-fitting, then a fit on all `images`.
 
         Each half of the images (alternate images) is scored by a network trained on the other
-        half only, so every held-out score comes from a network that never saw that image,
-        as in the default k-fold but at about twice the cost of one fit instead of six.
+        half only, so every held-out score comes from a network that never saw that image, at
+        about twice the cost of one fit (the default five folds would cost six). Networks fitted
+        on half the images reconstruct a little worse, which errs towards fewer false alarms.
         """
         if len(images) < 2:
             raise ValueError("held-out scores need at least two images")
         halves = (images[0::2], images[1::2])
-        results: list[PatchScores] = [None] * len(images)  # type: ignore[list-item]
-        for held, (scored, trained) in enumerate((halves, halves[::-1])):
+        held_out = []
+        for scored, trained in (halves, halves[::-1]):
             model = type(self)(**self.config())
             model.fit(trained, progress)
-            results[held::2] = model.score(scored)
+            held_out.append(model.score(scored))
         self.fit(images, progress)
-        return results
+        return [held_out[index % 2][index // 2] for index in range(len(images))]
 
     def state(self) -> dict[str, np.ndarray]:
         return {name: value.numpy().copy() for name, value in self.network.state_dict().items()}

@@ -32,11 +32,11 @@ class ConvAutoencoder(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.to_code = nn.Conv2d(previous, latent_channels * (2 if variational else 1), 1)
         layers = [nn.Conv2d(latent_channels, previous, 1), nn.LeakyReLU(0.2)]
-        for channels in (*reversed(widths[:-1]), width):
+        for channels in reversed(widths[:-1]):
             layers += [nn.ConvTranspose2d(previous, channels, 4, stride=2, padding=1)]
             layers += [nn.LeakyReLU(0.2)]
             previous = channels
-        layers += [nn.Conv2d(previous, 3, 3, padding=1), nn.Sigmoid()]
+        layers += [nn.ConvTranspose2d(previous, 3, 4, stride=2, padding=1), nn.Sigmoid()]
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
