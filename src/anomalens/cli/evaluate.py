@@ -1,12 +1,10 @@
 """`anomalens evaluate DATA`: the few-shot protocol over shots × seeds, with a report folder."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from anomalens.cli.options import add_detector_options, detector_params
 from anomalens.data.shots import parse_shots
-from anomalens.errors import AnomalensError
 from anomalens.evaluation import EvaluationSettings, evaluate
 
 
@@ -74,21 +72,17 @@ def shots_argument(text: str) -> int | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print where the report is; exit code 1 with a message on bad input."""
-    try:
-        settings = EvaluationSettings(
-            method=args.method,
-            backbone=args.backbone,
-            resolution=args.resolution,
-            shots=args.shots,
-            seeds=args.seeds,
-            method_params=detector_params(args.param),
-            batch_size=args.batch_size,
-            save_maps=args.save_maps,
-        )
-        evaluate(args.data, args.output, settings, args.references)
-    except AnomalensError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    """Evaluate and print where the report is (bad input ends in `main`'s one-line error)."""
+    settings = EvaluationSettings(
+        method=args.method,
+        backbone=args.backbone,
+        resolution=args.resolution,
+        shots=args.shots,
+        seeds=args.seeds,
+        method_params=detector_params(args.param),
+        batch_size=args.batch_size,
+        save_maps=args.save_maps,
+    )
+    evaluate(args.data, args.output, settings, args.references)
     print(f"report written to {args.output / 'report.md'}")
     return 0
