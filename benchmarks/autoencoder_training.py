@@ -35,8 +35,8 @@ def main() -> None:
     history = method.history
     print(f"settings: {method.config()}")
     print(
-        f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-        f"load average {os.getloadavg()[0]:.1f} (other processes slow the timing)"
+        f"machine: {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}, "
+        f"load average: {os.getloadavg()[0]:.1f} (other processes slow the timing down)"
     )
     print(
         f"{'fit_with_holdout' if args.holdout else 'fit'} on {len(images)} images: "
