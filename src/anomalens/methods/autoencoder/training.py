@@ -19,6 +19,9 @@ KL_WEIGHT = 1e-3
 """Weight of the variational code's KL divergence against the reconstruction loss."""
 MIN_IMPROVEMENT = 1e-3
 """Relative loss decrease that counts as an improvement for early stopping."""
+MIN_SAMPLES_PER_EPOCH = 96
+"""A few references are cycled through (each copy augmented anew) until an epoch has this many
+samples, so that a handful of images still gets enough optimisation steps."""
 
 
 @dataclass
@@ -81,7 +84,8 @@ def train(
         model: the network, trained in place and left in eval mode.
         images: (N, 3, S, S) normal training images in [0, 1].
         residual: per-pixel residual function; its mean is the reconstruction loss.
-        epochs: most passes over `images`.
+        epochs: most epochs: passes over `images`, or cycles through them up to
+            MIN_SAMPLES_PER_EPOCH samples.
         batch_size: images per optimisation step.
         learning_rate: Adam's learning rate.
         patience: stop after this many epochs without the loss improving.
@@ -95,8 +99,8 @@ def train(
     bar = tqdm(range(epochs), desc="autoencoder", unit="epoch", disable=not progress)
     model.train()
     for epoch in bar:
-        total = 0.0
-        for indices in torch.randperm(len(images)).split(batch_size):
+        order, total = epoch_order(len(images)), 0.0
+        for indices in order.split(batch_size):
             batch = images[indices]
             if use_augmentation:
                 batch = augment(batch)
@@ -106,7 +110,7 @@ def train(
             loss.backward()
             optimizer.step()
             total += loss.item() * len(indices)
-        epoch_loss = total / len(images)
+        epoch_loss = total / len(order)
         history.losses.append(epoch_loss)
         bar.set_postfix(loss=f"{epoch_loss:.5f}")
         if epoch_loss < best_loss * (1.0 - MIN_IMPROVEMENT):
@@ -118,3 +122,11 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def epoch_order(count: int) -> torch.Tensor:
+    """Shuffled indices of one epoch: each of `count` images once, or fresh shuffles of them
+    repeated up to MIN_SAMPLES_PER_EPOCH indices when there are fewer images."""
+    cycles = math.ceil(MIN_SAMPLES_PER_EPOCH / count)
+    order = torch.cat([torch.randperm(count) for _ in range(cycles)])
+    return order[: max(count, MIN_SAMPLES_PER_EPOCH)]
