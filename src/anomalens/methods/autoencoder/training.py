@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from anomalens.methods.autoencoder.model import ConvAutoencoder
 
