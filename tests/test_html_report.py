@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import CHROMIUM_ARGS
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
@@ -79,15 +80,6 @@ MODEL = {
     "backbone": "efficientnet_lite0",
     "thresholds": {"image": 1.2345678, "pixel": 0.875, "set_by": "max_false_alarm 0.01"},
 }
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class TagCollector(HTMLParser):

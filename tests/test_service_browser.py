@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from browser import CHROMIUM_ARGS
 from images import texture, with_defect
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from anomalens.service import create_app
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FIT_TIMEOUT_MS = 120_000
 SIDE = 192
 
