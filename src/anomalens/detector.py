@@ -105,8 +105,7 @@ class Detector:
         """
         if not images:
             raise ValueError("fit needs at least one good image")
-        names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
-        arrays = [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+        names, arrays = _arrays(images, names)
         held_out = self._fit_with_holdout(arrays, progress)
         image_scores = np.array([scores.image_score for scores in held_out])
         flagged = calibration.outliers(image_scores) if len(arrays) >= SPLIT_BELOW else []
@@ -228,9 +227,11 @@ def _accepted(method: str, **common: Any) -> dict[str, Any]:
     return {key: value for key, value in common.items() if key in parameters}
 
 
-def _arrays(images: Sequence[ImageInput]) -> tuple[list[str], list[np.ndarray]]:
-    """The name (see `_name`) and RGB array of each image."""
-    names = [_name(image, i) for i, image in enumerate(images)]
+def _arrays(
+    images: Sequence[ImageInput], names: Sequence[str] | None = None
+) -> tuple[list[str], list[np.ndarray]]:
+    """The name (given, else see `_name`) and RGB array of each image."""
+    names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
     return names, [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
 
 

@@ -54,8 +54,7 @@ class AnomalyDINO(MemoryBankMethod):
     ):
         if masking not in (True, False, "auto"):
             raise ValueError(f"masking must be True, False or 'auto', got {masking!r}")
-        self.approximate = approximate
-        super().__init__()
+        super().__init__(approximate)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect, batch_size
         )

@@ -27,10 +27,10 @@ class MemoryBankMethod(Method):
     """
 
     metric: str
-    approximate: bool | None
 
-    def __init__(self) -> None:
-        self.neighbours = NearestNeighbours(self.metric, self.approximate)
+    def __init__(self, approximate: bool | None) -> None:
+        self.approximate = approximate
+        self.neighbours = NearestNeighbours(self.metric, approximate)
 
     @abstractmethod
     def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:

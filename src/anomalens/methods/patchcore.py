@@ -48,8 +48,7 @@ class PatchCore(MemoryBankMethod):
         seed: int = 0,
         batch_size: int = 8,
     ):
-        self.approximate = approximate
-        super().__init__()
+        super().__init__(approximate)
         self.extractor = FeatureExtractor(backbone, resolution, levels, weights, True, batch_size)
         self.dimension = dimension
         self.coreset_ratio = coreset_ratio
