@@ -3,17 +3,19 @@
     .venv/bin/python benchmarks/comparison.py --data ../shared/data/mtd \\
         --methods autoencoder anomalydino patchcore padim --shots 4 16 full --seeds 0 1 2
 
-Every method × shots setting runs the evaluation protocol into
-reports/comparison/<method>/<shots>-shot/ (PatchCore over all references keeps a 1% coreset, as
-the PatchCore paper does). Then one detector per method is fitted at the largest shots setting
-with the first seed: saved to a temporary folder for its size on disk, and run on the same test
-images (the first of each defect type and the first good one) for the overlays written to
-docs/comparison/. The document holds the command, the table, the sizes, the overlays, a reading
-generated from the figures and a hand-written reading that regeneration keeps (between its
-markers). --resume reuses report folders already evaluated with the same settings.
+Every method runs the evaluation protocol at its default settings into
+<reports>/<method>-<resolution>/, the folders benchmarks/results_table.py writes, so that after
+the results table `--resume` only reads them. Then one detector per method is fitted at the
+largest shots setting with the first seed: saved to a temporary folder for its size on disk,
+and run on the same test images (the first of each defect type and the first good one) for the
+overlays written to docs/comparison/. The document holds the command, the table, the sizes,
+the overlays, a reading generated from the figures and a hand-written reading that
+regeneration keeps (between its markers). --resume reuses report folders already evaluated
+with the same settings (or more shots).
 """
 
 import argparse
+import inspect
 import io
 import json
 import os
@@ -34,20 +36,17 @@ from anomalens.data import Dataset, Sample, discover
 from anomalens.data.masks import load_mask
 from anomalens.data.shots import FULL, Shots, parse_shots
 from anomalens.detector import Detector
-from anomalens.evaluation import EvaluationSettings, evaluate
+from anomalens.evaluation import EvaluationSettings, evaluate, finished_report
 from anomalens.evaluation.protocol import seeded_references
 from anomalens.evaluation.report import number, stat, table_header, table_row
 from anomalens.io.atomic import write_bytes, write_text
 from anomalens.io.images import load_image
+from anomalens.methods import METHODS as METHODS_BY_NAME
 from anomalens.visualize import overlay
 
 METHODS = ["autoencoder", "anomalydino", "patchcore", "padim"]
 SHOTS: list[Shots] = [4, 16, FULL]
 SEEDS = [0, 1, 2]
-SHOT_PARAMS: dict[tuple[str, Shots], dict[str, Any]] = {
-    ("patchcore", FULL): {"coreset_ratio": 0.01},
-}
-"""Method parameters that differ from the Detector defaults for one method and shots setting."""
 METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO@0.3"}
 TIMINGS = {"fit_seconds": "fit s", "ms_per_image": "ms / image"}
 RANKED = [
@@ -85,47 +84,40 @@ class Row:
     params: dict[str, Any]
 
 
-def settings_for(method: str, shots: Shots, seeds: list[int]) -> EvaluationSettings:
-    """Detector defaults for `method`, plus SHOT_PARAMS for this `shots` setting."""
-    params = SHOT_PARAMS.get((method, shots), {})
-    return EvaluationSettings(method=method, shots=[shots], seeds=seeds, method_params=params)
+def settings_for(method: str, shots: list[Shots], seeds: list[int]) -> EvaluationSettings:
+    """Detector defaults for `method`, its default resolution named explicitly so that the
+    report folder is the one benchmarks/results_table.py writes for it."""
+    resolution = inspect.signature(METHODS_BY_NAME[method]).parameters["resolution"].default
+    return EvaluationSettings(method=method, resolution=resolution, shots=shots, seeds=seeds)
 
 
-def already_evaluated(folder: Path, data: Path, settings: EvaluationSettings) -> bool:
-    """Whether `folder` holds a finished report of exactly these settings on `data`."""
-    path = folder / "metrics.json"
-    if not path.is_file():
-        return False
-    report = json.loads(path.read_text())
-    wanted = json.loads(json.dumps(vars(settings)))
-    keys = ["method", "backbone", "resolution", "shots", "seeds", "method_params"]
-    same = all(report["settings"][key] == wanted[key] for key in keys)
-    return same and report["data"] == str(data.resolve())
-
-
-def evaluate_row(
-    data: Path, reports: Path, method: str, shots: Shots, seeds: list[int], resume: bool
-) -> Row:
-    """Run (or with `resume`, reuse) the protocol for one method and shots setting into
-    reports/<method>/<shots>-shot.
+def evaluate_method(
+    data: Path, reports: Path, method: str, shots: list[Shots], seeds: list[int], resume: bool
+) -> list[Row]:
+    """Run (or with `resume`, reuse) the protocol for one method into
+    reports/<method>-<resolution>, one row per shots setting.
 
     Args:
         data: the dataset root.
         reports: the folder of every method's reports.
         method: the method.
-        shots: the shots setting.
+        shots: the shots settings.
         seeds: the seeds.
-        resume: keep a finished report of the same settings instead of running again.
+        resume: keep a finished report of these settings (or of more shots) instead of
+            running again.
     """
-    folder = reports / method / f"{shots}-shot"
     settings = settings_for(method, shots, seeds)
-    if not (resume and already_evaluated(folder, data, settings)):
+    folder = reports / f"{method}-{settings.resolution}"
+    report = finished_report(data, folder, settings) if resume else None
+    if report is None:
         evaluate(data, folder, settings)
-    report = json.loads((folder / "metrics.json").read_text())
-    summary = report["summary"][0]
-    return Row(
-        method, shots, summary["seeds"], summary["mean"], report["detector"]["method_params"]
-    )
+        report = json.loads((folder / "metrics.json").read_text())
+    params = report["detector"]["method_params"]
+    return [
+        Row(method, entry["shots"], entry["seeds"], entry["mean"], params)
+        for entry in report["summary"]
+        if str(entry["shots"]) in map(str, shots)
+    ]
 
 
 def largest(shots: list[Shots]) -> Shots:
@@ -167,8 +159,7 @@ def test_subset(dataset: Dataset, every: int, folder: Path) -> Path:
 def fitted_detector(dataset: Dataset, method: str, shots: Shots, seed: int) -> Detector:
     """A detector of `method` fitted on the references the protocol draws for `shots`, `seed`."""
     _, images = seeded_references(dataset, shots, seed, [])
-    settings = settings_for(method, shots, [seed])
-    return settings.build_detector(seed).fit(images)
+    return settings_for(method, [shots], [seed]).build_detector(seed).fit(images)
 
 
 def saved_megabytes(detector: Detector) -> float:
@@ -360,21 +351,14 @@ def document(
     """
     figures = Path(os.path.relpath(args.figures, args.output.parent)).as_posix()
     shown = largest(args.shots)
-    tweaks = [
-        f"{method} at {shots} shots: "
-        + ", ".join(f"{key}={value}" for key, value in params.items())
-        for (method, shots), params in SHOT_PARAMS.items()
-        if method in args.methods and shots in args.shots
-    ]
     lines = [
         "# Autoencoder baseline versus the feature-based methods",
         "",
         f"Generated by `{command}`.",
         "",
         f"Data: `{args.data}`, {test_set}; mean ± std over seeds (population std, 0 for one "
-        "seed). Detector defaults (backbone efficientnet_lite0, default resolution) except: "
-        + ("; ".join(tweaks) or "none")
-        + ". Reports: `reports/comparison/<method>/<shots>-shot/`.",
+        "seed). Detector defaults (backbone efficientnet_lite0, each method's default resolution). "
+        f"Reports: `{args.reports}/<method>-<resolution>/`.",
         "",
         not_run(args.methods, args.shots, args.seeds, args.test_every),
         "",
@@ -436,7 +420,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--shots", type=parse_shots, nargs="+", default=SHOTS)
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
-    parser.add_argument("--reports", type=Path, default=Path("reports/comparison"))
+    parser.add_argument("--reports", type=Path, default=Path("reports/table"))
     parser.add_argument("--figures", type=Path, default=Path("docs/comparison"))
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/comparison.md"))
     parser.add_argument("--test-every", type=int, default=1, help="keep every n-th test image")
@@ -452,10 +436,11 @@ def main() -> None:
     if args.test_every > 1:
         test_set += f" (every {args.test_every}th of each test folder, the first included)"
     rows = [
-        evaluate_row(data, args.reports, method, shots, args.seeds, args.resume)
-        for shots in args.shots
+        row
         for method in args.methods
+        for row in evaluate_method(data, args.reports, method, args.shots, args.seeds, args.resume)
     ]
+    rows.sort(key=lambda row: [str(s) for s in args.shots].index(str(row.shots)))
     samples = showcase(dataset)
     images = [load_image(sample.path) for sample in samples]
     inputs = [with_truth(image, sample) for image, sample in zip(images, samples, strict=True)]

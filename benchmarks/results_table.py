@@ -1,12 +1,15 @@
-"""Regenerate a results table: methods × resolutions × shots × seeds on one dataset.
+"""Regenerate the results table: methods × resolutions × shots × seeds on one dataset.
 
     .venv/bin/python benchmarks/results_table.py --data ../shared/data/mtd \\
         --methods anomalydino patchcore padim autoencoder --resolutions 256 320 \\
-        --shots 1 4 16 full --seeds 0 1 2 -o docs/results.md
+        --autoencoder-resolutions 128 256 --shots 1 4 16 full --seeds 0 1 2 -o docs/results.md
 
-Each (method, resolution) runs the evaluation protocol into reports/<method>-<resolution>/ and
-contributes one row per shots setting: mean ± std over seeds of image AUROC, AP, F1-max, pixel
-AUROC and AUPRO, with fit seconds and ms per image. The Markdown table is written to -o.
+Each (method, resolution) runs the evaluation protocol into <reports>/<method>-<resolution>/
+and contributes one row per shots setting: mean ± std over seeds of image AUROC, AP, F1-max,
+pixel AUROC and AUPRO, with fit seconds and ms per image. The autoencoder, which has no
+backbone and trains at 128 px by default, gets its own resolutions. The table replaces the part
+of -o between the RESULTS_TABLE markers (the whole file if it has none); with --resume, report
+folders that already hold every requested run are read instead of evaluated again.
 """
 
 import argparse
@@ -14,10 +17,11 @@ import json
 from pathlib import Path
 
 from anomalens.data.shots import parse_shots
-from anomalens.evaluation import EvaluationSettings, evaluate
+from anomalens.evaluation import EvaluationSettings, evaluate, finished_report
 from anomalens.io.atomic import write_text
 
 COLUMNS = ["image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "aupro"]
+START, END = "<!-- RESULTS_TABLE:start -->", "<!-- RESULTS_TABLE:end -->"
 
 
 def cell(statistic: dict | None, digits: int = 3) -> str:
@@ -26,9 +30,11 @@ def cell(statistic: dict | None, digits: int = 3) -> str:
     return f"{statistic['mean']:.{digits}f} ± {statistic['std']:.{digits}f}"
 
 
-def rows(method: str, resolution: int, summary: list[dict]) -> list[str]:
+def rows(method: str, resolution: int, summary: list[dict], shots: list) -> list[str]:
     lines = []
     for entry in summary:
+        if str(entry["shots"]) not in map(str, shots):
+            continue
         mean = entry["mean"]
         metrics = " | ".join(cell(mean.get(name)) for name in COLUMNS)
         timing = f"{mean['fit_seconds']['mean']:.1f} | {mean['ms_per_image']['mean']:.0f}"
@@ -39,37 +45,57 @@ def rows(method: str, resolution: int, summary: list[dict]) -> list[str]:
     return lines
 
 
+def report_for(args: argparse.Namespace, method: str, resolution: int) -> dict:
+    """The evaluation report of one method and resolution, run unless --resume finds it."""
+    folder = args.reports / f"{method}-{resolution}"
+    settings = EvaluationSettings(
+        method=method, resolution=resolution, shots=args.shots, seeds=args.seeds
+    )
+    report = finished_report(args.data, folder, settings) if args.resume else None
+    if report is None:
+        evaluate(args.data, folder, settings)
+        report = json.loads((folder / "metrics.json").read_text())
+    return report
+
+
+def replace_table(document: Path, table: str) -> str:
+    """`document`'s text with the part between the markers replaced by `table`."""
+    text = document.read_text() if document.is_file() else ""
+    if START not in text or END not in text:
+        return f"{START}\n{table}{END}\n"
+    before, rest = text.split(START, 1)
+    return f"{before}{START}\n{table}{END}{rest.split(END, 1)[1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
     parser.add_argument("--methods", nargs="+", default=["anomalydino"])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[320])
+    parser.add_argument("--autoencoder-resolutions", type=int, nargs="+", default=[128])
     parser.add_argument("--shots", type=parse_shots, nargs="+", default=[1, 4, 16, "full"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--reports", type=Path, default=Path("reports/table"))
+    parser.add_argument("--resume", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/results.md"))
     args = parser.parse_args()
-    header = (
+    lines = [
         "| method | resolution | shots | seeds | image AUROC | image AP | image F1-max "
-        "| pixel AUROC | AUPRO | fit s | ms/image |\n|" + " --- |" * 11
-    )
-    lines = [header]
+        "| pixel AUROC | AUPRO | fit s | ms/image |",
+        "|" + " --- |" * 11,
+    ]
     for method in args.methods:
-        for resolution in args.resolutions:
-            folder = args.reports / f"{method}-{resolution}"
-            settings = EvaluationSettings(
-                method=method, resolution=resolution, shots=args.shots, seeds=args.seeds
-            )
-            evaluate(args.data, folder, settings)
-            summary = json.loads((folder / "metrics.json").read_text())["summary"]
-            lines += rows(method, resolution, summary)
-            write_text(args.output.with_suffix(".partial.md"), "\n".join(lines) + "\n")
+        resolutions = args.autoencoder_resolutions if method == "autoencoder" else args.resolutions
+        for resolution in resolutions:
+            report = report_for(args, method, resolution)
+            lines += rows(method, resolution, report["summary"], args.shots)
     command = "benchmarks/results_table.py " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
+        if k != "resume"
     )
-    write_text(args.output, f"Generated by `{command}`.\n\n" + "\n".join(lines) + "\n")
-    args.output.with_suffix(".partial.md").unlink(missing_ok=True)
+    table = f"Generated by `.venv/bin/python {command}`.\n\n" + "\n".join(lines) + "\n"
+    write_text(args.output, replace_table(args.output, table))
 
 
 if __name__ == "__main__":

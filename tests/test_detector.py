@@ -94,3 +94,9 @@ def test_predict_before_fit_is_refused():
 def test_an_unknown_method_names_the_choices():
     with pytest.raises(ValueError, match="anomalydino"):
         Detector(method="magic")
+
+
+@pytest.mark.parametrize(("method", "resolution"), [("anomalydino", 320), ("autoencoder", 128)])
+def test_unset_backbone_and_resolution_take_the_methods_own_defaults(method, resolution):
+    assert Detector(method=method).method.config()["resolution"] == resolution
+    assert Detector(method=method, resolution=64).method.config()["resolution"] == 64

@@ -28,8 +28,11 @@ class Detector:
 
     Args:
         method: "anomalydino" (default), "patchcore", "padim" or "autoencoder".
-        backbone: registered backbone name (see `anomalens weights list`).
-        resolution: shorter image side, in pixels, fed to the backbone.
+        backbone: registered backbone name (see `anomalens weights list`); None uses the
+            method's default (EfficientNet-Lite0).
+        resolution: image size, in pixels, the method works at (the shorter side for
+            anomalydino); None uses the method's default (320 px for the feature-based methods,
+            128 px for the autoencoder).
         max_false_alarm: target rate of good images flagged NG; sets the thresholds.
         min_region_area: regions with fewer pixels get no box.
         smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
@@ -40,8 +43,8 @@ class Detector:
     def __init__(
         self,
         method: str = "anomalydino",
-        backbone: str = "efficientnet_lite0",
-        resolution: int = 320,
+        backbone: str | None = None,
+        resolution: int | None = None,
         max_false_alarm: float = 0.01,
         min_region_area: int = 16,
         smoothing_sigma: float = SMOOTHING_SIGMA,
@@ -220,11 +223,12 @@ class Detector:
 
 
 def _accepted(method: str, **common: Any) -> dict[str, Any]:
-    """The common keywords that `method`'s constructor takes."""
+    """The common keywords given (not None) that `method`'s constructor takes."""
+    given = {key: value for key, value in common.items() if value is not None}
     if method not in METHODS:
-        return common
+        return given
     parameters = inspect.signature(METHODS[method]).parameters
-    return {key: value for key, value in common.items() if key in parameters}
+    return {key: value for key, value in given.items() if key in parameters}
 
 
 def _arrays(

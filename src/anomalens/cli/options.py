@@ -14,8 +14,14 @@ from anomalens.errors import AnomalensError
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     """--method, --backbone, --resolution and repeatable --param KEY=VALUE."""
     parser.add_argument("--method", default="anomalydino", help="detection method")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="feature backbone")
-    parser.add_argument("--resolution", type=int, default=320, help="shorter image side in px")
+    parser.add_argument(
+        "--backbone", help="feature backbone (default: the method's, efficientnet_lite0)"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        help="image size in px, the shorter side for anomalydino (default: the method's)",
+    )
     parser.add_argument(
         "--param",
         action="append",

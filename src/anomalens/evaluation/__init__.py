@@ -5,7 +5,9 @@ evaluate("data/mvtec", "report", EvaluationSettings(shots=[1, 4], seeds=[0, 1, 2
 """
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from anomalens.data import discover
 from anomalens.data.shots import read_reference_list
@@ -46,4 +48,22 @@ def evaluate(
     return runs
 
 
-__all__ = ["EvaluationSettings", "Run", "evaluate"]
+def finished_report(
+    data: str | Path, out_dir: str | Path, settings: EvaluationSettings
+) -> dict[str, Any] | None:
+    """The metrics.json in `out_dir` if it evaluated `data` with these settings (its shots may
+    include more than `settings.shots`), else None; lets long benchmarks resume."""
+    path = Path(out_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    wanted = json.loads(json.dumps(dataclasses.asdict(settings)))
+    same = all(
+        report["settings"][key] == wanted[key]
+        for key in ["method", "backbone", "resolution", "method_params", "seeds"]
+    )
+    covered = set(map(str, wanted["shots"])) <= set(map(str, report["settings"]["shots"]))
+    return report if same and covered and report["data"] == str(Path(data).resolve()) else None
+
+
+__all__ = ["EvaluationSettings", "Run", "evaluate", "finished_report"]

@@ -92,14 +92,16 @@ def _model_routes(store: ModelStore, jobs: FitJobs, limits: Limits) -> APIRouter
         name: Annotated[str, Form(description="new model's name")],
         files: Annotated[list[UploadFile], File(description="good images")],
         method: Annotated[str, Form()] = "anomalydino",
-        backbone: Annotated[str, Form()] = "efficientnet_lite0",
-        resolution: Annotated[int, Form(ge=32, description="shorter side, in pixels")] = 320,
+        backbone: Annotated[str | None, Form(description="default: the method's")] = None,
+        resolution: Annotated[
+            int | None, Form(ge=32, description="pixels (default: the method's)")
+        ] = None,
         max_false_alarm: Annotated[float, Form(gt=0, lt=1)] = 0.01,
     ) -> dict:
         """Start fitting a model on good images; poll the returned job for its state."""
         if store.exists(check_name(name)):
             raise Conflict(f"a model named {name!r} already exists")
-        if resolution > limits.max_resolution:
+        if resolution is not None and resolution > limits.max_resolution:
             raise ServiceError(f"resolution {resolution} is over the limit {limits.max_resolution}")
         uploads = read_images(_opened(files), limits, "good images")
         try:

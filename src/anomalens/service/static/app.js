@@ -44,7 +44,7 @@ function postWithProgress(path, form, onProgress) {
 
 function formWith(files, fields = {}) {
   const form = new FormData();
-  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  for (const [key, value] of Object.entries(fields)) if (value !== "") form.append(key, value);
   for (const file of files) form.append("files", file, file.name);
   return form;
 }
