@@ -12,7 +12,7 @@ from synthetic_data import SIZE, make_folders, make_mvtec, write_mask
 from anomalens.cli import main
 from anomalens.data import Sample
 from anomalens.data.shots import seeded_order
-from anomalens.evaluation import EvaluationSettings, Run, evaluate
+from anomalens.evaluation import EvaluationSettings, Run, evaluate, finished_report
 from anomalens.evaluation.summary import METRICS, TIMINGS, summarize
 
 FAST = ["--resolution", "64", "--param", "rotation=false", "--param", "masking=false"]
@@ -227,3 +227,18 @@ def test_evaluate_on_magnetic_tiles_one_shot(tmp_path):
     [run] = read_metrics(out)["runs"]
     assert run["test_images"] == 542 and run["skipped"] == []
     assert run["metrics"]["image_auroc"] > 0.55 and run["metrics"]["pixel_auroc"] > 0.55
+
+
+def test_a_finished_report_is_found_only_for_the_settings_it_covers(report):
+    data, out = report
+    params = {"rotation": False, "masking": False}
+
+    def settings(shots, seeds):
+        return EvaluationSettings(
+            method="anomalydino", resolution=64, shots=shots, seeds=seeds, method_params=params
+        )
+
+    assert finished_report(data, out, settings([2], [0, 1])) is not None
+    assert finished_report(data, out, settings([4], [0, 1])) is None
+    assert finished_report(data, out, settings([2], [0])) is None
+    assert finished_report(data.parent, out, settings([2], [0, 1])) is None
