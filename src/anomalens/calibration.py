@@ -9,7 +9,9 @@ pixel threshold is set the same way from the held-out maps' maxima, so that a no
 gets any mask pixel with probability `max_false_alarm`.
 
 References whose held-out log score lies more than OUTLIER_Z robust standard deviations above
-the median (median absolute deviation) are flagged as likely defective.
+the median (median absolute deviation) are flagged as likely defective. OUTLIER_Z = 2.5 flags a
+log-normal good reference with probability 0.6%; on MTD (16 references) no good image reached
+it, while 3.5 let half the defective images that 2.5 catches through (benchmarks/calibration.py).
 """
 
 import math
@@ -20,7 +22,7 @@ from scipy import stats
 
 from anomalens.metrics import f1_max
 
-OUTLIER_Z = 3.5
+OUTLIER_Z = 2.5
 MIN_SPREAD = 0.05
 """Floor of the log-score standard deviation, as a fraction of the mean log score's magnitude,
 so that near-identical references do not give a threshold glued to their scores."""
