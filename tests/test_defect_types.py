@@ -121,6 +121,11 @@ def test_an_example_without_a_detectable_region_is_named(detector, tmp_path):
         detector.add_defect_type("dent", [path])
 
 
+def test_an_example_given_as_pixels_is_named_by_the_name_passed_with_it(detector):
+    with pytest.raises(ImageError, match=r"upload\.png: no defect region found"):
+        detector.add_defect_type("dent", [texture(801)], names=["upload.png"])
+
+
 def test_a_mask_of_the_wrong_size_is_named(detector, tmp_path):
     mask = tmp_path / "small_mask.png"
     Image.fromarray(np.full((32, 32), 255, np.uint8)).save(mask)

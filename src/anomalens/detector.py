@@ -151,6 +151,7 @@ class Detector:
         images: Sequence[ImageInput],
         masks: Sequence[MaskInput | None] | None = None,
         boxes: Sequence[BoxInput | None] | None = None,
+        names: Sequence[str] | None = None,
     ) -> "Detector":
         """Register defect type `name` from a few example images of it, or add them to its
         examples; from then on `predict` labels each box with its most similar type.
@@ -160,13 +161,15 @@ class Detector:
             images: example images (paths or RGB arrays).
             masks: per example, its defect mask (file or array, nonzero = defect) or None.
             boxes: per example, a box around its defect or None.
+            names: per example, the name errors and the type's example list use (default: the
+                path, or "<array i>").
 
         Each example's defect is its mask, else its box, else the strongest region the detector
         finds; an ImageError names an example where no region can be found.
         """
         if not images:
             raise DefectTypeError(f"defect type {name!r} needs at least one example image")
-        names, arrays = _arrays(images)
+        names, arrays = _arrays(images, names)
         results = self.predict(arrays)
         regions = example_regions(results, names, masks, boxes)
         embeddings = self.defect_types.embedder.embed(

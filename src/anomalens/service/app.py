@@ -155,6 +155,7 @@ def _model_routes(store: ModelStore, jobs: FitJobs, limits: Limits) -> APIRouter
                     defect_type,
                     [example.image for example in examples],
                     masks=[region.image for region in regions] if regions else None,
+                    names=[example.filename for example in examples],
                 )
             except (ValueError, DefectTypeError) as error:
                 raise ServiceError(str(error)) from None
