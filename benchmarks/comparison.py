@@ -6,7 +6,7 @@
 Every method runs the evaluation protocol at its default settings into
 <reports>/<method>-<resolution>/, the folders benchmarks/results_table.py writes, so that after
 the results table `--resume` only reads them. Then one detector per method is fitted at the
-largest shots setting with the first seed: saved to a temporary folder for its size on disk,
+--show-shots setting (16) with the first seed: saved to a temporary folder for its size on disk,
 and run on the same test images (the first of each defect type and the first good one) for the
 overlays written to docs/comparison/. The document holds the command, the table, the sizes,
 the overlays, a reading generated from the figures and a hand-written reading that
@@ -118,11 +118,6 @@ def evaluate_method(
         for entry in report["summary"]
         if str(entry["shots"]) in map(str, shots)
     ]
-
-
-def largest(shots: list[Shots]) -> Shots:
-    """The shots setting with the most references."""
-    return FULL if FULL in shots else max(int(count) for count in shots)
 
 
 def showcase(dataset: Dataset) -> list[Sample]:
@@ -350,7 +345,7 @@ def document(
         notes: the hand-written reading.
     """
     figures = Path(os.path.relpath(args.figures, args.output.parent)).as_posix()
-    shown = largest(args.shots)
+    shown = args.show_shots
     lines = [
         "# Autoencoder baseline versus the feature-based methods",
         "",
@@ -422,6 +417,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--reports", type=Path, default=Path("reports/table"))
     parser.add_argument("--figures", type=Path, default=Path("docs/comparison"))
+    parser.add_argument(
+        "--show-shots", type=parse_shots, default=16, help="shots of the sized and shown models"
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/comparison.md"))
     parser.add_argument("--test-every", type=int, default=1, help="keep every n-th test image")
     parser.add_argument("--resume", action="store_true", help="reuse finished report folders")
@@ -447,7 +445,7 @@ def main() -> None:
     pictures = {"input": write_pictures("input", samples, inputs, args.figures)}
     sizes: dict[str, tuple[float, float | None]] = {}
     for method in args.methods:
-        detector = fitted_detector(dataset, method, largest(args.shots), args.seeds[0])
+        detector = fitted_detector(dataset, method, args.show_shots, args.seeds[0])
         sizes[method] = (saved_megabytes(detector), backbone_megabytes(detector))
         pictures[method] = write_pictures(method, samples, overlays(detector, images), args.figures)
     notes = kept_notes(args.output)
