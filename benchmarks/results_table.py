@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/results_table.py --data ../shared/data/mtd \\
         --methods anomalydino patchcore padim autoencoder --resolutions 256 320 \\
-        --autoencoder-resolutions 128 256 --shots 1 4 16 full --seeds 0 1 2 -o docs/results.md
+        --autoencoder-resolutions 64 128 --shots 1 4 16 full --seeds 0 1 2 -o docs/results.md
 
 Each (method, resolution) runs the evaluation protocol into <reports>/<method>-<resolution>/
 and contributes one row per shots setting: mean ± std over seeds of image AUROC, AP, F1-max,
