@@ -31,7 +31,7 @@ class AnomalyDINO(MemoryBankMethod):
         masking: "auto" (decided by the masking test on the first reference), True or False:
             ignore background patches found by zero-shot PCA masking.
         top_fraction: fraction of highest patch scores averaged into the image score.
-        approximate: None (exact search up to 5,000 bank patches, approximate above),
+        approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
         batch_size: images per backbone forward pass.
     """

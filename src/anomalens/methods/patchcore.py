@@ -26,7 +26,7 @@ class PatchCore(MemoryBankMethod):
             this many; None uses the total channel count, at most 1024.
         coreset_ratio: fraction of reference patches kept by the greedy coreset.
         reweight_neighbours: b, the neighbourhood size of the score reweighting; 1 disables it.
-        approximate: None (exact search up to 5,000 bank patches, approximate above),
+        approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
         seed: seed of the coreset's random projection and start.
         batch_size: images per backbone forward pass.

@@ -1,0 +1,102 @@
+"""What the approximate index's settings buy: search time against accuracy, on a real bank.
+
+Builds the default AnomalyDINO bank of 16 MTD references (rotation on) and, for inverted-file
+indexes of several sizes and probe counts and for HNSW graphs, prints ms per test image, the
+share of patches whose nearest neighbour is the exact one (recall) and the mean relative change
+of the image score (top 1% of patch distances) against exact search.
+
+    .venv/bin/python benchmarks/index_settings.py [--resolution 320] [--images 21]
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from anomalens.data.shots import seeded_order
+from anomalens.io.images import load_image
+from anomalens.memory.knn import TRAINING_PER_LIST
+from anomalens.methods.anomalydino import AnomalyDINO
+from anomalens.methods.base import top_fraction_mean
+
+SETTINGS = [("ivf", 1, 4), ("ivf", 1, 8), ("ivf", 4, 8), ("ivf", 4, 16), ("ivf", 8, 16)]
+"""(kind, inverted lists per sqrt(N), probes) of the IVF rows."""
+HNSW = [(16, 32), (32, 64)]
+"""(neighbours per node, search breadth) of the HNSW rows."""
+
+
+def unit_rows(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array / np.linalg.norm(array, axis=1, keepdims=True), "float32")
+
+
+def ivf_index(bank: np.ndarray, per_sqrt: int, probes: int) -> faiss.Index:
+    lists = int(per_sqrt * np.sqrt(len(bank)))
+    index = faiss.IndexIVFFlat(
+        faiss.IndexFlatIP(bank.shape[1]), bank.shape[1], lists, faiss.METRIC_INNER_PRODUCT
+    )
+    size = min(len(bank), TRAINING_PER_LIST * lists)
+    sample = np.random.default_rng(0).choice(len(bank), size, replace=False)
+    index.train(bank[np.sort(sample)])
+    index.add(bank)
+    index.nprobe = probes
+    return index
+
+
+def hnsw_index(bank: np.ndarray, neighbours: int, breadth: int) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(bank.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
+    index.add(bank)
+    index.hnsw.efSearch = breadth
+    return index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
+    parser.add_argument("--resolution", type=int, default=320)
+    parser.add_argument("--images", type=int, default=21, help="test images searched")
+    args = parser.parse_args()
+    method = AnomalyDINO(resolution=args.resolution)
+    pool = sorted((args.data / "train" / "good").glob("*"))
+    references = [load_image(path) for path in seeded_order(pool, 0)[:16]]
+    bank = unit_rows(method.bank_patches(references, progress=False)[0])
+    tests = sorted((args.data / "test").glob("*/*"))
+    tests = tests[:: max(1, len(tests) // args.images)][: args.images]
+    queries = [
+        unit_rows(grid.features.reshape(-1, grid.features.shape[-1]))
+        for grid in method.patch_grids([load_image(path) for path in tests])
+    ]
+    exact_index = faiss.IndexFlatIP(bank.shape[1])
+    exact_index.add(bank)
+
+    def search(index: faiss.Index) -> tuple[float, list]:
+        start = time.perf_counter()
+        found = [index.search(query, 1) for query in queries]
+        return 1000 * (time.perf_counter() - start) / len(queries), found
+
+    exact_ms, exact = search(exact_index)
+    print(f"bank {bank.shape[0]} x {bank.shape[1]}, {len(queries)} images of ~{len(queries[0])}")
+    print(f"{'index':<26} {'build s':>7} {'ms/image':>8} {'recall':>6} {'score change':>12}")
+    print(f"{'exact':<26} {0:>7.1f} {exact_ms:>8.1f} {1:>6.3f} {0:>12.2%}")
+    builders = [
+        (f"ivf {int(k * np.sqrt(len(bank)))} lists x {p} probes", ivf_index, (k, p))
+        for _, k, p in SETTINGS
+    ] + [(f"hnsw M{m} ef{ef}", hnsw_index, (m, ef)) for m, ef in HNSW]
+    for name, build, params in builders:
+        start = time.perf_counter()
+        index = build(bank, *params)
+        built = time.perf_counter() - start
+        ms, found = search(index)
+        recall = np.mean([np.mean(a[1] == b[1]) for a, b in zip(exact, found, strict=True)])
+        change = np.mean(
+            [
+                abs(top_fraction_mean(1 - b[0]) / top_fraction_mean(1 - a[0]) - 1)
+                for a, b in zip(exact, found, strict=True)
+            ]
+        )
+        print(f"{name:<26} {built:>7.1f} {ms:>8.1f} {recall:>6.3f} {change:>12.2%}")
+
+
+if __name__ == "__main__":
+    main()

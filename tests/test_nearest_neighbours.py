@@ -1,0 +1,68 @@
+"""Nearest-neighbour distances: exact search is brute force, the approximate index stays close."""
+
+import faiss
+import numpy as np
+import pytest
+
+from anomalens.memory.knn import EXACT_SEARCH_LIMIT, NearestNeighbours
+
+
+def clustered(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """Points around 50 centres, like patch features of one product."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, dim))
+    return (centres[rng.integers(0, 50, count)] + 0.3 * rng.normal(size=(count, dim))).astype(
+        np.float32
+    )
+
+
+def brute_force(bank: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        return (1.0 - queries @ bank.T).min(axis=1)
+    return np.sqrt(((queries[:, None] - bank[None]) ** 2).sum(-1)).min(axis=1)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_exact_search_equals_brute_force(metric):
+    bank, queries = clustered(500), clustered(40, seed=1)
+    distances, indices = NearestNeighbours(metric).fit(bank).distances(queries)
+    np.testing.assert_allclose(distances[:, 0], brute_force(bank, queries, metric), atol=1e-4)
+    assert indices.shape == (40, 1)
+
+
+def test_large_banks_get_an_approximate_index_close_to_exact():
+    bank, queries = clustered(EXACT_SEARCH_LIMIT + 1000), clustered(200, seed=1)
+    approximate = NearestNeighbours("cosine").fit(bank)
+    exact = NearestNeighbours("cosine", approximate=False).fit(bank)
+    assert isinstance(approximate._index, faiss.IndexIVF)
+    assert isinstance(exact._index, faiss.IndexFlat)
+    found = approximate.distances(queries)[0][:, 0]
+    truth = exact.distances(queries)[0][:, 0]
+    assert np.all(found >= truth - 1e-5)  # an index can miss the nearest row, never beat it
+    assert np.mean(np.isclose(found, truth, atol=1e-5)) > 0.9
+
+
+def test_a_tiny_bank_can_be_forced_approximate():
+    bank = clustered(9)
+    distances, _ = NearestNeighbours("cosine", approximate=True).fit(bank).distances(bank)
+    np.testing.assert_allclose(distances[:, 0], 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_excluding_an_owner_never_returns_its_rows(approximate):
+    bank = clustered(2000)
+    owners = np.repeat(np.arange(4), 500)
+    neighbours = NearestNeighbours("cosine", approximate).fit(bank, owners)
+    distances, indices = neighbours.distances_excluding(bank[:500], owner=0)
+    assert np.all(owners[indices[:, 0]] != 0)
+    assert np.all(distances[:, 0] > 1e-6)  # its own rows (distance 0) were excluded
+    others = brute_force(bank[500:], bank[:500], "cosine")
+    assert np.all(distances[:, 0] >= others - 1e-5)
+
+
+def test_excluding_the_only_owner_is_an_error():
+    neighbours = NearestNeighbours().fit(clustered(10))
+    with pytest.raises(ValueError, match="no patches of other images"):
+        neighbours.distances_excluding(clustered(3), owner=0)
