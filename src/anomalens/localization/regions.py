@@ -14,24 +14,21 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
     Each box carries its region's peak score and pixel area; the strongest region comes first.
     """
     labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    if count == 0:
-        return []
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(mask, labels, index)
-    peaks = ndimage.maximum(anomaly_map, labels, index)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
     boxes = []
     for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        area = int(areas[label - 1])
-        if area < min_area:
+        if areas[label] < min_area:
             continue
+        # Peaks from each region's own box: ndimage.maximum sorts the whole map, seconds at 12 MP.
+        peak = anomaly_map[rows, cols][labels[rows, cols] == label].max()
         boxes.append(
             Box(
                 x0=cols.start,
                 y0=rows.start,
                 x1=cols.stop,
                 y1=rows.stop,
-                score=float(peaks[label - 1]),
-                area=area,
+                score=float(peak),
+                area=int(areas[label]),
             )
         )
     return sorted(boxes, key=lambda box: box.score, reverse=True)

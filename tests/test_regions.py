@@ -1,0 +1,56 @@
+"""Boxes: the 8-connected regions of a mask, each with its bounds, peak score and area."""
+
+import numpy as np
+from scipy import ndimage
+
+from anomalens.localization.regions import EIGHT_CONNECTED, find_boxes, region_mask
+
+
+def hand_made() -> tuple[np.ndarray, np.ndarray]:
+    """A 10 × 12 map with a diagonal pair of pixels, a 3 × 4 block and a lone pixel."""
+    mask = np.zeros((10, 12), dtype=bool)
+    mask[1, 1] = mask[2, 2] = True  # touching only at a corner: one 8-connected region
+    mask[5:8, 6:10] = True
+    mask[0, 11] = True
+    anomaly_map = np.where(mask, 0.5, 0.0).astype(np.float32)
+    anomaly_map[2, 2] = 0.9
+    anomaly_map[6, 8] = 0.7
+    return anomaly_map, mask
+
+
+def test_boxes_bound_each_region_strongest_first():
+    anomaly_map, mask = hand_made()
+    boxes = find_boxes(anomaly_map, mask, min_area=1)
+    found = [(b.x0, b.y0, b.x1, b.y1, round(b.score, 6), b.area) for b in boxes]
+    assert found == [(1, 1, 3, 3, 0.9, 2), (6, 5, 10, 8, 0.7, 12), (11, 0, 12, 1, 0.5, 1)]
+
+
+def test_regions_under_the_minimum_area_are_dropped():
+    anomaly_map, mask = hand_made()
+    assert [b.area for b in find_boxes(anomaly_map, mask, min_area=2)] == [2, 12]
+    assert [b.area for b in find_boxes(anomaly_map, mask, min_area=13)] == []
+
+
+def test_an_empty_mask_has_no_boxes():
+    assert find_boxes(np.zeros((4, 4), np.float32), np.zeros((4, 4), bool), 1) == []
+
+
+def test_peaks_and_areas_match_scipy_on_random_masks():
+    rng = np.random.default_rng(0)
+    anomaly_map = ndimage.gaussian_filter(rng.random((60, 80)), 2).astype(np.float32)
+    mask = anomaly_map > np.quantile(anomaly_map, 0.8)
+    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    index = np.arange(1, count + 1)
+    peaks = ndimage.maximum(anomaly_map, labels, index)
+    areas = ndimage.sum_labels(mask, labels, index)
+    expected = sorted(zip(peaks, areas, strict=True), reverse=True)
+    boxes = find_boxes(anomaly_map, mask, min_area=1)
+    np.testing.assert_allclose([b.score for b in boxes], [peak for peak, _ in expected])
+    assert [b.area for b in boxes] == [int(area) for _, area in expected]
+
+
+def test_region_mask_returns_the_boxed_region_only():
+    anomaly_map, mask = hand_made()
+    block = find_boxes(anomaly_map, mask, min_area=1)[1]
+    region = region_mask(mask, block)
+    assert region.sum() == 12 and region[5:8, 6:10].all()
