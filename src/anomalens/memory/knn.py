@@ -20,6 +20,11 @@ TRAINING_PER_LIST = 39
 get fewer lists."""
 
 
+def list_count(rows: int) -> int:
+    """Inverted lists of the approximate index for a bank of `rows` rows."""
+    return max(1, min(int(LISTS_PER_SQRT_ROW * np.sqrt(rows)), rows // TRAINING_PER_LIST))
+
+
 class NearestNeighbours:
     """Distances from query vectors to their nearest vectors in a bank.
 
@@ -44,12 +49,25 @@ class NearestNeighbours:
         owners = np.zeros(len(bank), dtype=np.int64) if owners is None else owners
         return self.restore(self._prepare(bank), owners)
 
-    def restore(self, bank: np.ndarray, owners: np.ndarray) -> "NearestNeighbours":
-        """Index a bank exactly as `self.bank` held it after `fit` (no renormalisation)."""
+    def restore(
+        self, bank: np.ndarray, owners: np.ndarray, centroids: np.ndarray | None = None
+    ) -> "NearestNeighbours":
+        """Index a bank exactly as `self.bank` held it after `fit` (no renormalisation).
+
+        `centroids`, as `self.centroids` held them, spare the approximate index its k-means
+        (a minute for a bank of hundreds of references) and give it the same lists.
+        """
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
         self.owners = np.asarray(owners, dtype=np.int64)
-        self._index = self._build_index(self.bank)
+        self._index = self._build_index(self.bank, centroids)
         return self
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """(lists, D) centres of the approximate index's inverted lists; (0, D) for exact search."""
+        if not isinstance(self._index, faiss.IndexIVF):
+            return np.empty((0, self.bank.shape[1]), dtype=np.float32)
+        return self._index.quantizer.reconstruct_n(0, self._index.nlist)
 
     def distances(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices), each (Q, k), nearest first."""
@@ -84,7 +102,7 @@ class NearestNeighbours:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _build_index(self, bank: np.ndarray) -> faiss.Index:
+    def _build_index(self, bank: np.ndarray, centroids: np.ndarray | None) -> faiss.Index:
         count, dim = bank.shape
         approximate = self.approximate
         if approximate is None:
@@ -93,12 +111,19 @@ class NearestNeighbours:
             index = self._flat_index(dim)
             index.add(bank)
             return index
-        lists = max(1, min(int(LISTS_PER_SQRT_ROW * np.sqrt(count)), count // TRAINING_PER_LIST))
+        trained = centroids is not None and len(centroids) > 0
+        lists = len(centroids) if trained else list_count(count)
         metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
         index = faiss.IndexIVFFlat(self._flat_index(dim), dim, lists, metric)
-        size = min(count, TRAINING_PER_LIST * lists)
-        sample = np.random.default_rng(0).choice(count, size, replace=False)
-        index.train(bank[np.sort(sample)])
+        if trained:
+            if centroids.ndim != 2 or centroids.shape[1] != dim:
+                raise ValueError(f"centroids of shape {centroids.shape} do not fit a bank of {dim}")
+            index.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+            index.is_trained = True
+        else:
+            size = min(count, TRAINING_PER_LIST * lists)
+            sample = np.random.default_rng(0).choice(count, size, replace=False)
+            index.train(bank[np.sort(sample)])
         index.add(bank)
         index.nprobe = PROBES
         return index

@@ -84,7 +84,8 @@ class MemoryBankMethod(Method):
         )
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"bank": self.neighbours.bank, "owners": self.neighbours.owners}
+        found = self.neighbours
+        return {"bank": found.bank, "owners": found.owners, "centroids": found.centroids}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.neighbours.restore(arrays["bank"], arrays["owners"])
+        self.neighbours.restore(arrays["bank"], arrays["owners"], arrays.get("centroids"))
