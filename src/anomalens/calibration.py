@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from anomalens.metrics import f1_max
 
@@ -48,7 +48,8 @@ def prediction_bound(scores: np.ndarray, max_false_alarm: float) -> float:
     if logs.size < 2:
         raise ValueError("a threshold needs at least two held-out scores")
     spread = max(float(np.std(logs, ddof=1)), MIN_SPREAD * max(abs(float(np.mean(logs))), 1e-3))
-    quantile = stats.t.ppf(1.0 - max_false_alarm, df=logs.size - 1)
+    # Student's t quantile: scipy.stats.t.ppf without scipy.stats's 0.8 s import.
+    quantile = special.stdtrit(logs.size - 1, 1.0 - max_false_alarm)
     return float(math.exp(np.mean(logs) + quantile * spread * math.sqrt(1 + 1 / logs.size)))
 
 

@@ -4,6 +4,7 @@ supervised logistic-regression classifier trained on the same shots.
 Each episode draws `shots` support examples of every type; the type's other regions are the
 queries. Open-set episodes hold one type out of the support, in turn: its regions should come
 back "unknown", which the AUROC of each classifier's confidence (negated) measures.
+scikit-learn is imported where it is used, so that importing the CLI does not pay for it.
 """
 
 from collections import defaultdict
@@ -11,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
 from anomalens.defect_types.registry import RULES, DefectTypeError, DefectTypes
 from anomalens.metrics import image_auroc
@@ -155,6 +154,8 @@ def _episode_metrics(
     prediction: Prediction, predicted: np.ndarray, truth: np.ndarray, unknown: np.ndarray
 ) -> dict[str, float]:
     """One episode's metrics (see `ClassifierResult.metrics`)."""
+    from sklearn.metrics import f1_score
+
     metrics = {
         "accuracy": float(np.mean(predicted == truth)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
@@ -192,6 +193,8 @@ def _logistic_regression(
     support: np.ndarray, targets: np.ndarray, queries: np.ndarray
 ) -> Prediction:
     """Multinomial logistic regression (scikit-learn defaults) trained on the support."""
+    from sklearn.linear_model import LogisticRegression
+
     classifier = LogisticRegression(max_iter=1000).fit(support, targets)
     probabilities = classifier.predict_proba(queries)
     return Prediction(

@@ -1,13 +1,17 @@
-"""Write what an evaluation found: per-run folders as runs finish, then the summary files."""
+"""Write what an evaluation found: per-run folders as runs finish, then the summary files.
+
+matplotlib is imported where a figure is drawn, so that importing the package (every CLI call)
+does not pay for it.
+"""
+
+from __future__ import annotations
 
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from anomalens.data import Dataset
 from anomalens.data.dataset import relative_name
@@ -17,6 +21,10 @@ from anomalens.evaluation.summary import METRICS, TIMINGS, summarize
 from anomalens.io.atomic import atomic_write, write_json, write_text
 from anomalens.metrics.image import ranked_weights
 from anomalens.visualize import overlay
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SCHEMA_VERSION = 1
 LABELS = {
@@ -253,6 +261,8 @@ def pr_figure(run: Run) -> Figure:
 
 def curve_axes(title: str, area: float | None) -> tuple[Figure, Axes]:
     """A square figure with unit axes, a grid and `title` with the area under the curve."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(4.5, 4.5), layout="constrained")
     axes = figure.subplots()
     axes.set_title(f"{title} (area {number(area)})", fontsize=9)
@@ -268,6 +278,8 @@ def run_labels_and_scores(run: Run) -> tuple[list[int], list[float]]:
 
 def overlay_figure(run: Run) -> Figure:
     """A grid of overlays, one row per example role, ground truth outlined in green."""
+    from matplotlib.figure import Figure
+
     roles = list(dict.fromkeys(example.role for example in run.examples))
     columns = max(sum(example.role == role for example in run.examples) for role in roles)
     figure = Figure(figsize=(3 * columns, 3.2 * len(roles)), layout="constrained")
