@@ -17,12 +17,12 @@ import numpy as np
 
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
-from anomalens.memory.knn import TRAINING_PER_LIST
+from anomalens.memory.knn import inverted_file_index
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.base import top_fraction_mean
 
-SETTINGS = [("ivf", 1, 4), ("ivf", 1, 8), ("ivf", 4, 8), ("ivf", 4, 16), ("ivf", 8, 16)]
-"""(kind, inverted lists per sqrt(N), probes) of the IVF rows."""
+IVF = [(1, 4), (1, 8), (4, 8), (4, 16), (8, 16)]
+"""(inverted lists per sqrt(N), probes) of the IVF rows."""
 HNSW = [(16, 32), (32, 64)]
 """(neighbours per node, search breadth) of the HNSW rows."""
 
@@ -31,15 +31,8 @@ def unit_rows(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array / np.linalg.norm(array, axis=1, keepdims=True), "float32")
 
 
-def ivf_index(bank: np.ndarray, per_sqrt: int, probes: int) -> faiss.Index:
-    lists = int(per_sqrt * np.sqrt(len(bank)))
-    index = faiss.IndexIVFFlat(
-        faiss.IndexFlatIP(bank.shape[1]), bank.shape[1], lists, faiss.METRIC_INNER_PRODUCT
-    )
-    size = min(len(bank), TRAINING_PER_LIST * lists)
-    sample = np.random.default_rng(0).choice(len(bank), size, replace=False)
-    index.train(bank[np.sort(sample)])
-    index.add(bank)
+def ivf_index(bank: np.ndarray, lists: int, probes: int) -> faiss.Index:
+    index = inverted_file_index(bank, lists, faiss.METRIC_INNER_PRODUCT)
     index.nprobe = probes
     return index
 
@@ -79,9 +72,10 @@ def main() -> None:
     print(f"bank {bank.shape[0]} x {bank.shape[1]}, {len(queries)} images of ~{len(queries[0])}")
     print(f"{'index':<26} {'build s':>7} {'ms/image':>8} {'recall':>6} {'score change':>12}")
     print(f"{'exact':<26} {0:>7.1f} {exact_ms:>8.1f} {1:>6.3f} {0:>12.2%}")
+    ivf_lists = [(int(per_sqrt * np.sqrt(len(bank))), probes) for per_sqrt, probes in IVF]
     builders = [
-        (f"ivf {int(k * np.sqrt(len(bank)))} lists x {p} probes", ivf_index, (k, p))
-        for _, k, p in SETTINGS
+        (f"ivf {lists} lists x {probes} probes", ivf_index, (lists, probes))
+        for lists, probes in ivf_lists
     ] + [(f"hnsw M{m} ef{ef}", hnsw_index, (m, ef)) for m, ef in HNSW]
     for name, build, params in builders:
         start = time.perf_counter()
