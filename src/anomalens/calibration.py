@@ -10,8 +10,9 @@ gets any mask pixel with probability `max_false_alarm`.
 
 References whose held-out log score lies more than OUTLIER_Z robust standard deviations above
 the median (median absolute deviation) are flagged as likely defective. OUTLIER_Z = 2.5 flags a
-log-normal good reference with probability 0.6%; on MTD (16 references) no good image reached
-it, while 3.5 let half the defective images that 2.5 catches through (benchmarks/calibration.py).
+log-normal good reference with probability 0.6%; on MTD (16 references) 1 of 150 good images
+reached it, while 3.5 let half the defective images that 2.5 catches through
+(benchmarks/calibration.py).
 """
 
 import math
