@@ -40,15 +40,15 @@ def post_process(detector: Detector, grid, found) -> list:
 def profile(detector: Detector, images: list[np.ndarray]) -> dict[str, float]:
     """Mean ms per image of each stage, one image at a time as a line would send them.
 
-    Each image goes through the pipeline once untimed first: the backbone prepares its kernels
-    for each new input size on the first pass, a cost a line's camera (one image size) pays once
-    but that would fall on the timed feature stage here, where every MTD tile has its own size,
-    and not on the bare forward pass timed after it.
+    Each image goes through the whole prediction once untimed first: torch prepares its kernels
+    for each new input size on the first pass (the backbone's, the map's smoothing), a cost a
+    line's camera (one image size) pays once but that would fall on the timed stages here, where
+    every MTD tile has its own size, and not on the bare forward pass timed after them.
     """
     method = detector.method
     totals = {"features": 0.0, "search": 0.0, "post": 0.0, "forward": 0.0}
     for image in images:
-        method.score([image])
+        detector.predict([image])
         spent, (grid,) = timed(method.patch_grids, [image])
         totals["features"] += spent
         flat = grid.features.reshape(-1, grid.features.shape[-1])
