@@ -52,6 +52,20 @@ def test_a_loaded_detector_gives_bit_identical_results(fitted, tmp_path):
     assert loaded.thresholds == fitted.thresholds
 
 
+@pytest.mark.parametrize("method", ["anomalydino", "patchcore"])
+def test_a_loaded_approximate_index_gives_bit_identical_results(method, tmp_path):
+    fitted = Detector(method=method, resolution=64, approximate=True).fit(REFERENCES)
+    fitted.save(tmp_path / "model")
+    loaded = Detector.load(tmp_path / "model")
+    assert loaded.method.neighbours.is_approximate
+    np.testing.assert_array_equal(
+        loaded.method.neighbours.codebook, fitted.method.neighbours.codebook
+    )
+    before, after = fitted.predict([DEFECTIVE])[0], loaded.predict([DEFECTIVE])[0]
+    assert after.score == before.score
+    np.testing.assert_array_equal(after.anomaly_map, before.anomaly_map)
+
+
 def test_saving_replaces_an_existing_model_whole(tmp_path):
     first = Detector(resolution=64, rotation=False).fit(REFERENCES[:4])
     second = Detector(resolution=64, rotation=False).fit(REFERENCES[4:])

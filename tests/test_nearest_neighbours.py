@@ -69,20 +69,30 @@ def test_excluding_the_only_owner_is_an_error():
         neighbours.distances_excluding(clustered(3), owner=0)
 
 
-def test_restoring_with_saved_centroids_rebuilds_the_same_index_without_training():
+def test_restoring_with_saved_training_rebuilds_the_same_index_without_training():
     bank, queries = clustered(EXACT_SEARCH_LIMIT + 1000), clustered(200, seed=1)
     fitted = NearestNeighbours("cosine").fit(bank)
-    restored = NearestNeighbours("cosine").restore(fitted.bank, fitted.owners, fitted.centroids)
-    for a, b in zip(fitted.distances(queries), restored.distances(queries), strict=True):
-        np.testing.assert_array_equal(a, b)
-    other = NearestNeighbours("cosine").fit(clustered(len(bank), seed=2)).centroids
-    given = NearestNeighbours("cosine").restore(fitted.bank, fitted.owners, other)
-    np.testing.assert_array_equal(given.centroids, other)  # used as given, not retrained
+    saved = (fitted.bank, fitted.owners, fitted.centroids, fitted.codebook)
+    restored = NearestNeighbours("cosine").restore(*saved)
+    older_file = NearestNeighbours("cosine").restore(*saved[:3])  # codes retrained, same sample
+    for other in (restored, older_file):
+        for a, b in zip(fitted.distances(queries), other.distances(queries), strict=True):
+            np.testing.assert_array_equal(a, b)
+    trained_elsewhere = NearestNeighbours("cosine").fit(clustered(len(bank), seed=2))
+    given = NearestNeighbours("cosine").restore(
+        fitted.bank, fitted.owners, trained_elsewhere.centroids, trained_elsewhere.codebook
+    )
+    np.testing.assert_array_equal(given.centroids, trained_elsewhere.centroids)  # not retrained
+    np.testing.assert_array_equal(given.codebook, trained_elsewhere.codebook)
 
 
-def test_exact_search_has_no_centroids_and_mismatched_ones_are_refused():
+def test_exact_search_has_no_training_and_mismatched_training_is_refused():
     exact = NearestNeighbours("cosine").fit(clustered(100))
     assert exact.centroids.shape == (0, 16)
+    assert exact.codebook.shape == (0,)
     bank = clustered(EXACT_SEARCH_LIMIT + 1000)
     with pytest.raises(ValueError, match="do not fit a bank of 16"):
         NearestNeighbours("cosine").restore(bank, np.zeros(len(bank)), np.zeros((10, 8)))
+    centroids = NearestNeighbours("cosine").fit(bank).centroids
+    with pytest.raises(ValueError, match="does not fit a bank of 16"):
+        NearestNeighbours("cosine").restore(bank, np.zeros(len(bank)), centroids, np.zeros(8))

@@ -85,7 +85,14 @@ class MemoryBankMethod(Method):
 
     def state(self) -> dict[str, np.ndarray]:
         found = self.neighbours
-        return {"bank": found.bank, "owners": found.owners, "centroids": found.centroids}
+        return {
+            "bank": found.bank,
+            "owners": found.owners,
+            "centroids": found.centroids,
+            "codebook": found.codebook,
+        }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.neighbours.restore(arrays["bank"], arrays["owners"], arrays.get("centroids"))
+        self.neighbours.restore(
+            arrays["bank"], arrays["owners"], arrays.get("centroids"), arrays.get("codebook")
+        )
