@@ -115,7 +115,8 @@ class NearestNeighbours:
 
         `centroids` and `codebook`, as `self.centroids` and `self.codebook` held them, spare the
         approximate index its training (k-means of the lists: half a minute for a bank of 200
-        references; codes: 1.4 s for 16 references at 448 px) and give it the same lists and codes.
+        references; codes: 2.4 s for 16 references at 320 or 448 px) and give it the same lists
+        and codes.
         """
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
         self.owners = np.asarray(owners, dtype=np.int64)
