@@ -18,7 +18,7 @@ import numpy as np
 
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
-from anomalens.memory.knn import flat_index, inverted_file_index, list_count
+from anomalens.memory.knn import TRAINING_PER_LIST, flat_index, inverted_file_index, list_count
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.base import top_fraction_mean
 
@@ -44,7 +44,9 @@ def refined_index(bank: np.ndarray, probes: int) -> faiss.Index:
 def plain_index(bank: np.ndarray, lists: int, probes: int) -> faiss.Index:
     quantizer = flat_index(bank.shape[1], faiss.METRIC_INNER_PRODUCT)
     index = faiss.IndexIVFFlat(quantizer, bank.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
-    sample = np.random.default_rng(0).choice(len(bank), min(len(bank), 39 * lists), False)
+    sample = np.random.default_rng(0).choice(
+        len(bank), min(len(bank), TRAINING_PER_LIST * lists), False
+    )
     index.train(bank[np.sort(sample)])
     index.add(bank)
     index.nprobe = probes

@@ -43,15 +43,21 @@ class Threshold:
         return asdict(self)
 
 
+def prediction_margin(count: int, spread: float, rate: float) -> float:
+    """How far beyond the mean of `count` normal samples with standard deviation `spread` a new
+    sample lies with probability `rate` (one-sided Student-t prediction bound)."""
+    # Student's t quantile: scipy.stats.t.ppf without scipy.stats's 0.8 s import.
+    quantile = special.stdtrit(count - 1, 1.0 - rate)
+    return float(quantile * spread * math.sqrt(1 + 1 / count))
+
+
 def prediction_bound(scores: np.ndarray, max_false_alarm: float) -> float:
     """Upper log-normal prediction bound exceeded by a new normal score with that probability."""
     logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
     if logs.size < 2:
         raise ValueError("a threshold needs at least two held-out scores")
     spread = max(float(np.std(logs, ddof=1)), MIN_SPREAD * max(abs(float(np.mean(logs))), 1e-3))
-    # Student's t quantile: scipy.stats.t.ppf without scipy.stats's 0.8 s import.
-    quantile = special.stdtrit(logs.size - 1, 1.0 - max_false_alarm)
-    return float(math.exp(np.mean(logs) + quantile * spread * math.sqrt(1 + 1 / logs.size)))
+    return float(math.exp(np.mean(logs) + prediction_margin(logs.size, spread, max_false_alarm)))
 
 
 def calibrate(scores: np.ndarray, max_false_alarm: float) -> Threshold:

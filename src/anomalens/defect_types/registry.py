@@ -1,12 +1,11 @@
 """The defect types a detector names: example embeddings per type, matching, "unknown"."""
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import special
 
+from anomalens.calibration import prediction_margin
 from anomalens.defect_types.embedding import RegionEmbedder
 from anomalens.errors import AnomalensError
 from anomalens.localization.regions import region_mask
@@ -153,10 +152,8 @@ class DefectTypes:
         values = self.held_out_similarities()
         if len(values) < 2:
             return None
-        # Student's t quantile: scipy.stats.t.ppf without scipy.stats's 0.8 s import.
-        quantile = special.stdtrit(len(values) - 1, 1 - FALSE_UNKNOWN_RATE)
-        spread = float(np.std(values, ddof=1)) * math.sqrt(1 + 1 / len(values))
-        return float(np.mean(values) - quantile * spread)
+        spread = float(np.std(values, ddof=1))
+        return float(np.mean(values)) - prediction_margin(len(values), spread, FALSE_UNKNOWN_RATE)
 
     def label(self, images: list[np.ndarray], results: list[Result]) -> None:
         """Set `defect_type` and `similarity` of every box in `results` (one per image)."""
