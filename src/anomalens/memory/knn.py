@@ -20,8 +20,10 @@ patch more often (96% against 93% at 320 px) and changing the image score by 0.5
 TRAINING_PER_LIST = 39
 """Bank rows per inverted list to train the index's k-means (faiss's minimum): smaller banks
 get fewer lists."""
-CODE_TRAINING_ROWS = 16 * TRAINING_PER_LIST
-"""Rows that train the compressed codes (16 centres per sub-vector); smaller banks repeat rows."""
+CODE_BITS = 4
+"""Bits of each pair of dimensions' code (16 centres), the width faiss's fast scan works on."""
+CODE_TRAINING_ROWS = 2**CODE_BITS * TRAINING_PER_LIST
+"""Rows that train the compressed codes' centres; smaller banks repeat rows."""
 
 
 def list_count(rows: int) -> int:
@@ -56,11 +58,11 @@ def inverted_file_index(
     count, dim = bank.shape
     if centroids is not None and centroids.shape != (lists, dim):
         raise ValueError(f"centroids of shape {centroids.shape} do not fit a bank of {dim}")
-    if codebook is not None and codebook.shape != (16 * dim,):
+    if codebook is not None and codebook.shape != (2**CODE_BITS * dim,):
         raise ValueError(f"a codebook of shape {codebook.shape} does not fit a bank of {dim}")
     quantizer = flat_index(dim, metric)
     sub_vectors = dim // 2 if dim % 2 == 0 else dim
-    lists_index = faiss.IndexIVFPQFastScan(quantizer, dim, lists, sub_vectors, 4, metric)
+    lists_index = faiss.IndexIVFPQFastScan(quantizer, dim, lists, sub_vectors, CODE_BITS, metric)
     lists_index.nprobe = PROBES
     index = faiss.IndexRefineFlat(lists_index)
     index.k_factor = REFINE_FACTOR
