@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from anomalens.memory.knn import EXACT_SEARCH_LIMIT, NearestNeighbours
+from anomalens.memory.knn import EXACT_SEARCH_LIMIT, PROBES, NearestNeighbours, probe_count
 
 
 def clustered(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -43,6 +43,12 @@ def test_large_banks_get_an_approximate_index_close_to_exact():
     unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
     to_found_rows = 1 - np.sum(unit[rows[:, 0]] * queries, axis=1) / np.linalg.norm(queries, axis=1)
     np.testing.assert_allclose(found[:, 0], to_found_rows, atol=1e-5)  # exact, not compressed
+
+
+def test_fewer_lists_are_visited_in_smaller_banks_up_to_a_limit():
+    visited = [probe_count(lists) for lists in (1, 30, 114, 400, 1046, 5000)]
+    assert visited == sorted(visited) and visited[0] == 1
+    assert visited[2] < PROBES == visited[-2] == visited[-1]
 
 
 def test_a_tiny_bank_can_be_forced_approximate():
