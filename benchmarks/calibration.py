@@ -1,9 +1,10 @@
 """Thresholds set from good images only, checked on MTD; and defective references caught.
 
-    .venv/bin/python benchmarks/calibration.py [--shots 16] [--seed 0]
+    .venv/bin/python benchmarks/calibration.py [--shots 16] [--seed 0] [--intruder-seeds 1]
 
 1. Mixes 2 defective test images, drawn by the seed from all of them, into 16 good references
-   and prints which references `fit` flags as outliers (both should be).
+   and prints which references `fit` flags as outliers (both should be); with --intruder-seeds N,
+   does so for seeds 0 .. N-1 (references and intruders drawn by each) and prints the total.
 2. Fits the default detector on the 16 good references calibrated for 1% false alarms, inspects
    test/good and every defect type, and prints the measured false-alarm rate and the recall of
    each defect type; and, per defect type, how many of its images `fit` would flag as an
@@ -20,8 +21,26 @@ import numpy as np
 from anomalens import Detector
 from anomalens.calibration import OUTLIER_Z, outliers
 from anomalens.data import discover
+from anomalens.data.dataset import Dataset
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
+
+
+def catch_intruders(dataset: Dataset, shots: int, seed: int) -> int:
+    """Mix 2 defective test images drawn by `seed` into `shots` good references drawn by it;
+    print what `fit` flags and return how many of the 2 it caught."""
+    references = seeded_order(dataset.pool, seed)[:shots]
+    defective = [s for s in dataset.test if s.label == 1]
+    picks = np.random.default_rng(seed).choice(len(defective), 2, replace=False)
+    intruders = [defective[i].path for i in picks]
+    mixed = references + intruders
+    detector = Detector(seed=seed).fit(mixed, names=[str(p) for p in mixed])
+    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
+    kinds = ", ".join(defective[i].defect_type for i in picks)
+    flagged = detector.reference_outliers
+    print(f"seed {seed}: outliers flagged among {len(mixed)} references: {flagged}")
+    print(f"seed {seed}: defective references ({kinds}) caught: {len(caught)} of {len(intruders)}")
+    return len(caught)
 
 
 def main() -> None:
@@ -30,19 +49,15 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-false-alarm", type=float, default=0.01)
+    parser.add_argument("--intruder-seeds", type=int, default=1, help="seeds of part 1")
     args = parser.parse_args()
     (dataset,) = discover(args.data)
+    seeds = range(args.intruder_seeds) if args.intruder_seeds > 1 else [args.seed]
+    caught = sum(catch_intruders(dataset, args.shots, seed) for seed in seeds)
+    if args.intruder_seeds > 1:
+        print(f"defective references caught over {len(seeds)} seeds: {caught} of {2 * len(seeds)}")
+
     references = seeded_order(dataset.pool, args.seed)[: args.shots]
-
-    defective = [s.path for s in dataset.test if s.label == 1]
-    picks = np.random.default_rng(args.seed).choice(len(defective), 2, replace=False)
-    intruders = [defective[i] for i in picks]
-    mixed = references + intruders
-    detector = Detector(seed=args.seed).fit(mixed, names=[str(p) for p in mixed])
-    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
-    print(f"outliers flagged among {len(mixed)} references: {detector.reference_outliers}")
-    print(f"defective references caught: {len(caught)} of {len(intruders)}")
-
     detector = Detector(max_false_alarm=args.max_false_alarm, seed=args.seed)
     images = [load_image(path) for path in references]
     held_out = detector.method.fit_with_holdout(images)  # the scores Detector.fit flags by
