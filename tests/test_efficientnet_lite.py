@@ -46,8 +46,16 @@ def test_default_feature_levels_have_strides_16_and_32():
     extractor = FeatureExtractor("efficientnet_lite0", resolution=128)
     (maps,) = extractor.extract([np.zeros((128, 192, 3), np.uint8)])
     assert maps.levels["s16"].shape[1:] == (8, 12)
-    assert maps.levels["s32"].shape[1:] == (4, 6)
+    assert maps.levels["s32_early"].shape[1:] == (4, 6)
     assert maps.extent == (128, 192)
+
+
+def test_the_early_stride_32_level_is_the_first_stride_32_stage():
+    extractor = FeatureExtractor("efficientnet_lite0", 128, levels=("s32_early", "s32"))
+    (maps,) = extractor.extract([np.zeros((128, 192, 3), np.uint8)])
+    assert extractor.model.strides["s32_early"] == 32
+    assert maps.levels["s32_early"].shape == (192, 4, 6)  # the last stage has 320 channels
+    assert maps.levels["s32"].shape == (320, 4, 6)
 
 
 def test_images_are_cropped_to_a_multiple_of_the_coarsest_stride():

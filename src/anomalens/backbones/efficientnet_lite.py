@@ -29,8 +29,10 @@ _STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-# Feature level -> index of the stage whose output it is.
-_LEVEL_STAGE = {"s2": 0, "s4": 1, "s8": 2, "s16": 4, "s32": 6}
+# Feature level -> index of the stage whose output it is: the last stage at each stride, and
+# "s32_early", the first stride-32 stage (192 channels at Lite0 against the last stage's single
+# block of 320), whose less ImageNet-specific features rank images better (docs/results.md).
+_LEVEL_STAGE = {"s2": 0, "s4": 1, "s8": 2, "s16": 4, "s32_early": 5, "s32": 6}
 _VARIANTS = {
     # name: (width coefficient, depth coefficient, weights package, weights class)
     "efficientnet_lite0": (
@@ -97,12 +99,15 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(Backbone):
-    """EfficientNet-Lite with feature levels s2, s4, s8, s16, s32 and the ImageNet classifier."""
+    """EfficientNet-Lite with feature levels s2, s4, s8, s16, s32_early, s32 and the ImageNet
+    classifier."""
 
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
-    strides: ClassVar[dict[str, int]] = {level: int(level[1:]) for level in _LEVEL_STAGE}
-    default_levels = ("s16", "s32")
+    strides: ClassVar[dict[str, int]] = {
+        level: int(level[1:].split("_")[0]) for level in _LEVEL_STAGE
+    }
+    default_levels = ("s16", "s32_early")
     size_multiple = 32
 
     def __init__(self, name: str, width: float, depth: float):
