@@ -35,9 +35,9 @@ def catch_intruders(dataset: Dataset, shots: int, seed: int) -> int:
     intruders = [defective[i].path for i in picks]
     mixed = references + intruders
     detector = Detector(seed=seed).fit(mixed, names=[str(p) for p in mixed])
-    caught = [name for name in detector.reference_outliers if Path(name) in intruders]
-    kinds = ", ".join(defective[i].defect_type for i in picks)
     flagged = detector.reference_outliers
+    caught = [name for name in flagged if Path(name) in intruders]
+    kinds = ", ".join(defective[i].defect_type for i in picks)
     print(f"seed {seed}: outliers flagged among {len(mixed)} references: {flagged}")
     print(f"seed {seed}: defective references ({kinds}) caught: {len(caught)} of {len(intruders)}")
     return len(caught)

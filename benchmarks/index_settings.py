@@ -2,10 +2,10 @@
 
 Builds the default AnomalyDINO bank of 16 (or --shots) MTD references (rotation on) and, for the
 default index (inverted lists of compressed codes, candidates re-ranked exactly) as the detector
-builds it and at several probe counts,
-for inverted lists of full vectors (the previous default) and for an HNSW graph, prints ms per
-test image, the share of patches whose nearest neighbour is the exact one (recall) and the mean
-relative change of the image score (top 1% of patch distances) against exact search.
+builds it and at several probe counts, for inverted lists of full vectors (the previous default)
+and for an HNSW graph, prints ms per test image, the share of patches whose nearest neighbour is
+the exact one (recall) and the mean relative change of the image score (top 1% of patch
+distances) against exact search.
 
     .venv/bin/python benchmarks/index_settings.py [--resolution 320] [--shots 16] [--images 21]
 """
@@ -103,9 +103,9 @@ def main() -> None:
     print(f"{'index':<34} {'build s':>7} {'ms/image':>8} {'recall':>6} {'score change':>12}")
     print(f"{'exact':<34} {0:>7.1f} {exact_ms:>8.1f} {1:>6.3f} {0:>12.2%}")
     plain_lists = [(int(per_sqrt * np.sqrt(len(bank))), probes) for per_sqrt, probes in PLAIN]
-    probes = probe_count(list_count(len(bank)))
+    default_probes = probe_count(list_count(len(bank)))
     builders = (
-        [(f"default: {probes} probes, {REFINE_FACTOR} re-ranked", default_index, ())]
+        [(f"default: {default_probes} probes, {REFINE_FACTOR} re-ranked", default_index, ())]
         + [(f"codes+refine x {probes} probes", refined_index, (probes,)) for probes in REFINED]
         + [
             (f"plain {lists} lists x {probes} probes", plain_index, (lists, probes))
