@@ -1,10 +1,13 @@
 """The Detector end to end on synthetic images: find, box, decide, save, load, flag."""
 
+import stat
+
 import numpy as np
 import pytest
 from images import texture, with_defect
 
 from anomalens import Detector
+from anomalens.errors import ModelFileError
 from anomalens.methods import METHODS
 
 REFERENCES = [texture(seed) for seed in range(8)]
@@ -73,6 +76,34 @@ def test_saving_replaces_an_existing_model_whole(tmp_path):
     second.save(tmp_path / "model")
     assert Detector.load(tmp_path / "model").references == second.references
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_saving_never_replaces_a_folder_that_is_not_a_model(tmp_path):
+    images = tmp_path / "good"
+    images.mkdir()
+    (images / "001.png").write_bytes(b"a photo")
+    detector = Detector(resolution=64, rotation=False).fit(REFERENCES[:4])
+    with pytest.raises(ModelFileError, match="is not an anomalens model"):
+        detector.save(images)
+    assert [p.name for p in images.iterdir()] == ["001.png"]
+    detector.save(tmp_path / "empty")  # a new or empty folder is fine
+    assert stat.S_IMODE((tmp_path / "empty").stat().st_mode) & 0o055 == 0o055
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda model: (model / "arrays.safetensors").write_bytes(b"\x08"),
+        lambda model: (model / "detector.json").write_text('{"format_version": 1}'),
+        lambda model: (model / "detector.json").write_text("[1, 2]"),
+    ],
+    ids=["truncated arrays", "missing configuration", "not an object"],
+)
+def test_altered_model_files_give_an_error_naming_the_model(damage, tmp_path):
+    Detector(resolution=64, rotation=False).fit(REFERENCES[:4]).save(tmp_path / "model")
+    damage(tmp_path / "model")
+    with pytest.raises(ModelFileError, match=str(tmp_path / "model")):
+        Detector.load(tmp_path / "model")
 
 
 def test_defective_references_are_flagged_and_can_be_excluded():

@@ -1,7 +1,8 @@
 """Save and load detectors as a directory: JSON configuration plus safetensors arrays.
 
 Nothing is pickled, so a model file from someone else cannot run code. The directory is
-written next to its destination and renamed into place, so a crash leaves the old model whole.
+written next to its destination and renamed into place; an old model there is restored if the
+swap fails, and a path that holds anything but a model is never replaced.
 """
 
 import json
@@ -27,9 +28,17 @@ ARRAYS_FILE = "arrays.safetensors"
 
 
 def save_detector(detector: "Detector", path: Path) -> Path:
-    """Write `detector` to directory `path`, replacing what was there atomically."""
+    """Write `detector` to directory `path`, replacing an earlier model there by rename.
+
+    Raises ModelFileError when `path` exists and is neither an empty directory nor a model.
+    """
+    if path.exists() and not _replaceable(path):
+        raise ModelFileError(
+            f"{path}: exists and is not an anomalens model; choose a new or empty directory"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    staging.chmod(0o755)  # mkdtemp makes it private; models are meant to be shared
     try:
         document = {
             "format_version": FORMAT_VERSION,
@@ -65,22 +74,26 @@ def load_detector(path: Path) -> "Detector":
         # Fresh copies are aligned like the arrays `fit` made, so BLAS takes the same code path
         # and the loaded detector's scores are bit-identical.
         arrays = {key: np.array(value) for key, value in load_file(str(arrays_path)).items()}
-    except (OSError, ValueError) as error:
+    except Exception as error:  # OSError, JSON and safetensors errors alike
         raise ModelFileError(f"{path}: unreadable model files ({error})") from None
-    version = document.get("format_version")
+    version = document.get("format_version") if isinstance(document, dict) else None
     if version != FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: model format version {version}; this anomalens reads version {FORMAT_VERSION}"
         )
-    detector = Detector.from_config(document["config"])
-    detector.method.load_state(_prefixed(arrays, "method."))
-    detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
-    detector.references = document["references"]
-    detector.reference_outliers = document["reference_outliers"]
-    if "defect_types" in document:
-        detector.defect_types = DefectTypes.restore(
-            document["defect_types"], _prefixed(arrays, "types.")
-        )
+    try:
+        detector = Detector.from_config(document["config"])
+        detector.method.load_state(_prefixed(arrays, "method."))
+        detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
+        detector.references = document["references"]
+        detector.reference_outliers = document["reference_outliers"]
+        if "defect_types" in document:
+            detector.defect_types = DefectTypes.restore(
+                document["defect_types"], _prefixed(arrays, "types.")
+            )
+    except Exception as error:  # a missing key, a wrong type or shape: the files were altered
+        message = f"{type(error).__name__}: {error}"
+        raise ModelFileError(f"{path}: inconsistent model files ({message})") from None
     return detector
 
 
@@ -89,11 +102,21 @@ def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarra
     return {key.removeprefix(prefix): v for key, v in arrays.items() if key.startswith(prefix)}
 
 
+def _replaceable(path: Path) -> bool:
+    """Whether `path` is an empty directory or a model directory, which saving may replace."""
+    return path.is_dir() and ((path / CONFIG_FILE).is_file() or not any(path.iterdir()))
+
+
 def _replace_directory(staging: Path, path: Path) -> None:
     if not path.exists():
         os.replace(staging, path)
         return
     backup = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
     os.replace(path, backup / "model")
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except OSError:
+        os.replace(backup / "model", path)
+        backup.rmdir()
+        raise
     shutil.rmtree(backup, ignore_errors=True)
