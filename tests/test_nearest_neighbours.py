@@ -69,6 +69,19 @@ def test_excluding_an_owner_never_returns_its_rows(approximate):
     assert np.all(distances[:, 0] >= others - 1e-5)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_an_image_unlike_the_others_is_still_matched_to_their_rows(metric):
+    # Owner 0 fills every list its queries probe, so the filtered index finds nothing there.
+    rng = np.random.default_rng(0)
+    apart, rest = rng.normal(size=16) * 10, clustered(3000, seed=2)
+    own = (apart + 0.1 * rng.normal(size=(3000, 16))).astype(np.float32)
+    bank, owners = np.concatenate([own, rest]), np.repeat([0, 1], 3000)
+    neighbours = NearestNeighbours(metric, approximate=True).fit(bank, owners)
+    distances, indices = neighbours.distances_excluding(own[:50], owner=0)
+    assert np.all(owners[indices[:, 0]] == 1)
+    np.testing.assert_allclose(distances[:, 0], brute_force(rest, own[:50], metric), rtol=1e-4)
+
+
 def test_excluding_the_only_owner_is_an_error():
     neighbours = NearestNeighbours().fit(clustered(10))
     with pytest.raises(ValueError, match="no patches of other images"):

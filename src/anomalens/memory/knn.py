@@ -167,28 +167,36 @@ class NearestNeighbours:
 
         Exact banks copy the other rows into a fresh flat index (copying costs far less than
         searching, and faiss's exact search with an ID filter is about ten times slower);
-        approximate banks search the inverted-file index with an ID filter.
+        approximate banks search the inverted-file index with an ID filter, and queries whose
+        probed lists hold only rows of `owner` are searched exactly among the others.
         """
         excluded = self.owners == owner
         if excluded.all():
             raise ValueError("the bank holds no patches of other images")
         queries = self._prepare(queries)
-        if self.is_approximate:
-            selector = faiss.IDSelectorBatch(np.flatnonzero(excluded).astype(np.int64))
-            others = faiss.IDSelectorNot(selector)
-            params = faiss.IndexRefineSearchParameters(
-                k_factor=REFINE_FACTOR,
-                base_index_params=faiss.SearchParametersIVF(
-                    sel=others, nprobe=faiss.extract_index_ivf(self._index).nprobe
-                ),
-            )
-            values, indices = self._index.search(queries, 1, params=params)
-            return self._to_distances(values), indices
         kept = np.flatnonzero(~excluded)
+        if not self.is_approximate:
+            return self._search_rows(queries, kept)
+        others = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(excluded)))
+        params = faiss.IndexRefineSearchParameters(
+            k_factor=REFINE_FACTOR,
+            base_index_params=faiss.SearchParametersIVF(
+                sel=others, nprobe=faiss.extract_index_ivf(self._index).nprobe
+            ),
+        )
+        values, indices = self._index.search(queries, 1, params=params)
+        distances = self._to_distances(values)
+        unfound = np.flatnonzero(indices[:, 0] < 0)
+        if unfound.size:
+            distances[unfound], indices[unfound] = self._search_rows(queries[unfound], kept)
+        return distances, indices
+
+    def _search_rows(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (distances, indices), each (Q, 1), of prepared `queries` among bank `rows`."""
         index = flat_index(self.bank.shape[1], self._faiss_metric)
-        index.add(self.bank[kept])
+        index.add(self.bank[rows])
         values, indices = index.search(queries, 1)
-        return self._to_distances(values), kept[indices]
+        return self._to_distances(values), rows[indices]
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
