@@ -49,7 +49,9 @@ class PatchCore(MemoryBankMethod):
         batch_size: int = 8,
     ):
         super().__init__(approximate)
-        self.extractor = FeatureExtractor(backbone, resolution, levels, weights, True, batch_size)
+        self.extractor = FeatureExtractor(
+            backbone, resolution, levels, weights, keep_aspect=True, batch_size=batch_size
+        )
         self.dimension = dimension
         self.coreset_ratio = coreset_ratio
         self.reweight_neighbours = reweight_neighbours
@@ -92,7 +94,8 @@ class PatchCore(MemoryBankMethod):
             return scores.reshape(grid.features.shape[:2]), float(scores[top])
         bank = self.neighbours.bank
         query = grid.features.reshape(-1, bank.shape[1])[top]
-        _, support = self.neighbours.distances(bank[indices[top]], self.reweight_neighbours)
+        neighbourhood = min(self.reweight_neighbours, len(bank))
+        _, support = self.neighbours.distances(bank[indices[top]], neighbourhood)
         support_distances = np.linalg.norm(bank[support[0]] - query, axis=1)
         weight = 1.0 - torch.softmax(torch.from_numpy(support_distances), dim=0)[0].item()
         return scores.reshape(grid.features.shape[:2]), float(weight * scores[top])
