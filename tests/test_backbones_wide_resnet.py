@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from offline_weights import isolate_weights, random_tensors
@@ -10,6 +11,7 @@ from anomalens.backbones import get_entry, load_backbone, weights_status
 from anomalens.backbones.checkpoints import WeightsFileError
 from anomalens.backbones.wide_resnet import ResNet
 from anomalens.errors import MissingWeightsError
+from anomalens.features import FeatureExtractor
 
 FILENAME = "wide_resnet50_2-95faca4b.pth"
 STEM, WIDTH = 8, 16  # tiny: 8 stem channels, 16 bottleneck channels in layer1
@@ -82,6 +84,18 @@ def test_levels_layer1_to_layer4_have_strides_4_to_32(weights_dir: Path):
         stride = model.strides[level]
         assert stride == 4 * 2**index
         assert maps[level].shape == (2, STEM * 4 * 2**index, 64 // stride, 96 // stride)
+
+
+def test_images_are_cropped_so_that_the_coarsest_grid_tiles_them(weights_dir: Path):
+    torch.save(torchvision_state(), weights_dir / FILENAME)
+    path = str(weights_dir / FILENAME)
+    image = np.zeros((336, 400, 3), dtype=np.uint8)
+
+    for levels, stride in ((("layer2", "layer3"), 16), (("layer3", "layer4"), 32)):
+        (maps,) = FeatureExtractor("wide_resnet50_2", 336, levels, path).extract([image])
+        rows, cols = maps.levels[levels[-1]].shape[-2:]
+        assert maps.extent == (rows * stride, cols * stride)
+        assert maps.extent == (336 // stride * stride, 400 // stride * stride)
 
 
 def test_features_of_an_image_do_not_depend_on_its_batch(weights_dir: Path):

@@ -73,11 +73,12 @@ class FeatureExtractor:
     Args:
         backbone: registry name of the backbone.
         resolution: the shorter image side is resized to this many pixels (keep_aspect=True), or
-            both sides are (keep_aspect=False, for methods that need aligned grids).
+            both sides are (keep_aspect=False, for methods that need aligned grids, rounded to
+            a multiple of the backbone's size multiple and of the coarsest level's stride).
         levels: feature levels to return; None means the backbone's default levels.
         weights: optional path to the backbone's weights file.
-        keep_aspect: keep the aspect ratio and crop to a multiple of the backbone's size
-            multiple (top-left anchored), as AnomalyDINO does.
+        keep_aspect: keep the aspect ratio and crop to that multiple (top-left anchored), as
+            AnomalyDINO does.
         batch_size: images per forward pass; images are batched by preprocessed size.
     """
 
@@ -98,6 +99,10 @@ class FeatureExtractor:
         self.model: Backbone = load_backbone(backbone, weights)
         self.levels = tuple(levels) if levels else self.model.default_levels
         self.model.check_levels(self.levels)
+        # Input sides are cropped to multiples of this, so that every level's grid tiles them.
+        self.size_multiple = max(
+            self.model.size_multiple, *(self.model.strides[level] for level in self.levels)
+        )
 
     def config(self) -> dict[str, object]:
         """The constructor keywords a method shares with its extractor, for saving."""
@@ -112,7 +117,7 @@ class FeatureExtractor:
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) an image is resized to before cropping."""
         if not self.keep_aspect:
-            side = _round_to(self.resolution, self.model.size_multiple)
+            side = _round_to(self.resolution, self.size_multiple)
             return side, side
         scale = self.resolution / min(height, width)
         return max(round(height * scale), 1), max(round(width * scale), 1)
@@ -121,7 +126,7 @@ class FeatureExtractor:
         """Normalised (3, h, w) tensor for an RGB uint8 image, and the original extent covered."""
         height, width = image.shape[:2]
         resized_h, resized_w = self.target_size(height, width)
-        multiple = self.model.size_multiple
+        multiple = self.size_multiple
         crop_h = max(resized_h // multiple * multiple, multiple)
         crop_w = max(resized_w // multiple * multiple, multiple)
         tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)[None]
