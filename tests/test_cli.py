@@ -39,6 +39,25 @@ def test_predict_writes_results_masks_and_overlays_for_nested_folders(folders):
     assert results["model"]["thresholds"]["image"]["max_false_alarm"] == 0.01
 
 
+def test_images_of_the_same_name_get_outputs_of_their_own(folders, tmp_path):
+    _, model = folders
+    for folder, image in (("a", texture(60)), ("b", with_defect(texture(61)))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(image).save(tmp_path / folder / "000.png")
+    Image.fromarray(texture(62)).save(tmp_path / "a" / "000.jpg")
+    inputs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["predict", str(model), *inputs, "-o", str(tmp_path / "out")]) == 0
+    entries = json.loads((tmp_path / "out" / "results.json").read_text())["images"]
+    assert sorted(entry["mask"] for entry in entries) == [
+        "masks/000-2.png",
+        "masks/000-3.png",
+        "masks/000.png",
+    ]
+    by_mask = {entry["mask"]: entry for entry in entries}
+    assert by_mask["masks/000-3.png"]["path"] == str(tmp_path / "b" / "000.png")
+    assert by_mask["masks/000-3.png"]["verdict"] == "NG"
+
+
 def test_predict_can_write_coco_detections(folders):
     root, model = folders
     output = root / "coco"

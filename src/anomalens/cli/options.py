@@ -49,8 +49,21 @@ def image_files(inputs: list[Path]) -> Iterator[tuple[Path, str]]:
     """(image file, output name) for each file given and each image under each folder given.
 
     Folders are searched recursively; the output name is the path relative to the folder
-    (or the file name for a file given directly), with its suffix removed.
+    (or the file name for a file given directly), with its suffix removed, and "-2", "-3", ...
+    appended when an earlier file already has that name (a.png and a.jpg, or two folders
+    holding 000.png), so that no output overwrites another.
     """
+    taken: set[str] = set()
+    for path, name in _named_files(inputs):
+        unique, copy = name, 1
+        while unique in taken:
+            copy += 1
+            unique = f"{name}-{copy}"
+        taken.add(unique)
+        yield path, unique
+
+
+def _named_files(inputs: list[Path]) -> Iterator[tuple[Path, str]]:
     for source in inputs:
         if source.is_dir():
             for folder in sorted({source, *(p for p in source.rglob("*") if p.is_dir())}):

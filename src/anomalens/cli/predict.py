@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         for (path, name, image), result in zip(pending, results, strict=True):
             result.path = str(path)
             entries.append(write_outputs(args.output, name, image, result, detector))
-            coco_results.append(result)
-            coco_paths.append(path)
+            if args.format == "coco":  # only then are the masks kept until the end
+                coco_results.append(result)
+                coco_paths.append(path)
         pending.clear()
 
     for path, name in tqdm(files, desc="inspecting", unit="image"):
