@@ -50,6 +50,23 @@ def test_missing_and_orphan_masks_are_reported_not_fatal(tmp_path):
     assert any("zzz_mask.png: mask without an image" in problem for problem in dataset.problems)
 
 
+def test_mask_suffixes_may_be_upper_case(tmp_path):
+    root = make_mvtec(tmp_path / "tile")
+    mask = root / "ground_truth" / "hole" / "000_mask.png"
+    mask.rename(mask.with_suffix(".PNG"))
+    [dataset] = discover(root)
+    assert dataset.problems == []
+    hole = [s.mask_path.name for s in dataset.test if s.defect_type == "hole"]
+    assert hole == ["000_mask.PNG", "001_mask.png"]
+
+
+def test_hidden_folders_are_not_defect_types(tmp_path):
+    root = make_mvtec(tmp_path / "tile")
+    write_image(root / "test" / ".ipynb_checkpoints" / "000.png", seed=1)
+    [dataset] = discover(root)
+    assert {s.defect_type for s in dataset.test} == {"good", "hole", "scratch"}
+
+
 def test_missing_mask_folder_of_one_defect_type_is_reported(tmp_path):
     root = make_mvtec(tmp_path / "tile")
     for mask in (root / "ground_truth" / "hole").iterdir():

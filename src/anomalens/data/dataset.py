@@ -56,12 +56,17 @@ class Dataset:
     problems: list[str] = field(default_factory=list)
 
 
+def is_hidden(path: Path) -> bool:
+    """Whether `path` is a dot-file or dot-folder (.DS_Store, .ipynb_checkpoints), never data."""
+    return path.name.startswith(".")
+
+
 def list_images(folder: Path) -> list[Path]:
     """Sorted image files directly inside `folder`, hidden files excluded."""
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file() and is_image_file(path) and not path.name.startswith(".")
+        if path.is_file() and is_image_file(path) and not is_hidden(path)
     )
 
 

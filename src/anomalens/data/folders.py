@@ -15,6 +15,7 @@ from anomalens.data.dataset import (
     Dataset,
     defective_samples,
     good_samples,
+    is_hidden,
     list_images,
     require_images,
 )
@@ -39,7 +40,7 @@ def load_folders(folder: Path) -> Dataset:
     masks = folder / MASK_FOLDER
     has_masks = masks.is_dir()
     problems: list[str] = []
-    type_folders = sorted(p for p in defective.iterdir() if p.is_dir())
+    type_folders = sorted(p for p in defective.iterdir() if p.is_dir() and not is_hidden(p))
     groups = [(path, path.name, masks / path.name) for path in type_folders]
     if list_images(defective) or not type_folders:
         groups.insert(0, (defective, DEFECTIVE_FOLDER, masks))

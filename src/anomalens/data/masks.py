@@ -12,9 +12,11 @@ MASK_SUFFIXES = ("_mask", "")
 
 
 def find_mask(folder: Path, stem: str) -> Path | None:
-    """The mask in `folder` for the image named `stem`, or None when there is none."""
+    """The mask in `folder` for the image named `stem`, or None when there is none; the
+    suffix may be lower or upper case (`.png`, `.PNG`)."""
+    suffixes = sorted(IMAGE_SUFFIXES | {suffix.upper() for suffix in IMAGE_SUFFIXES})
     for ending in MASK_SUFFIXES:
-        for suffix in sorted(IMAGE_SUFFIXES):
+        for suffix in suffixes:
             candidate = folder / f"{stem}{ending}{suffix}"
             if candidate.is_file():
                 return candidate

@@ -12,6 +12,7 @@ from anomalens.data.dataset import (
     DatasetError,
     defective_samples,
     good_samples,
+    is_hidden,
     require_images,
 )
 
@@ -30,7 +31,9 @@ def load_mvtec_category(folder: Path) -> Dataset:
     """Read one MVTec-AD category folder; DatasetError names a missing or empty folder."""
     pool = require_images(folder / "train" / GOOD)
     test_root = folder / "test"
-    defect_folders = sorted(p for p in test_root.iterdir() if p.is_dir() and p.name != GOOD)
+    defect_folders = sorted(
+        p for p in test_root.iterdir() if p.is_dir() and p.name != GOOD and not is_hidden(p)
+    )
     if not defect_folders:
         raise DatasetError(f"{test_root}: no defect folders next to test/{GOOD}")
     truth = folder / "ground_truth"
