@@ -254,7 +254,7 @@ def pr_figure(run: Run) -> Figure:
     """The image-level precision-recall curve of a run."""
     _, recall, precision = curve_points(*run_labels_and_scores(run))
     figure, axes = curve_axes(f"Image PR, {run.category} {run.name}", run.metrics["image_ap"])
-    axes.step(recall, precision, where="post")
+    axes.step(recall, precision, where="pre")  # area = AP: each precision over its recall step
     axes.set(xlabel="recall", ylabel="precision")
     return figure
 
