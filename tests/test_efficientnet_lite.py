@@ -9,6 +9,7 @@ from PIL import Image
 from skimage import data
 
 from anomalens.backbones import load_backbone
+from anomalens.backbones.checkpoints import WeightsFileError
 from anomalens.features import FeatureExtractor
 
 TABBY_CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -68,3 +69,13 @@ def test_images_are_cropped_to_a_multiple_of_the_coarsest_stride():
 def test_an_unknown_level_names_the_valid_ones():
     with pytest.raises(ValueError, match="s16"):
         FeatureExtractor("efficientnet_lite0", resolution=64, levels=("s7",))
+
+
+def test_a_file_that_is_not_its_weights_is_an_error_naming_the_file(tmp_path):
+    garbage, foreign = tmp_path / "garbage.pth", tmp_path / "foreign.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    torch.save({"fc.weight": torch.zeros(2, 2)}, foreign)
+    for path, problem in ((garbage, "not a readable weights file"), (foreign, "does not fit")):
+        with pytest.raises(WeightsFileError, match=problem) as error:
+            load_backbone("efficientnet_lite0", str(path))
+        assert str(path) in str(error.value)

