@@ -1,6 +1,7 @@
 """AnomalyDINO specifics: rotation augmentation and held-out scores."""
 
 import numpy as np
+import pytest
 from images import texture
 
 from anomalens.methods.anomalydino import AnomalyDINO
@@ -38,3 +39,9 @@ def test_held_out_scores_exclude_the_image_itself():
     own = method.score(images)
     assert all(h.image_score > o.image_score for h, o in zip(held_out, own, strict=True))
     assert all(o.image_score < 1e-5 for o in own)
+
+
+@pytest.mark.parametrize("masking", [1, 0, "yes", None])
+def test_masking_is_true_false_or_auto_and_nothing_else(masking):
+    with pytest.raises(ValueError, match="masking must be"):
+        AnomalyDINO(masking=masking)

@@ -52,7 +52,7 @@ class AnomalyDINO(MemoryBankMethod):
         approximate: bool | None = None,
         batch_size: int = 8,
     ):
-        if masking not in (True, False, "auto"):
+        if masking != "auto" and not isinstance(masking, bool):
             raise ValueError(f"masking must be True, False or 'auto', got {masking!r}")
         super().__init__(approximate)
         self.extractor = FeatureExtractor(
