@@ -31,8 +31,8 @@ class Detector:
         backbone: registered backbone name (see `anomalens weights list`); None uses the
             method's default (EfficientNet-Lite0).
         resolution: image size, in pixels, the method works at (the shorter side for
-            anomalydino); None uses the method's default (320 px for the feature-based methods,
-            128 px for the autoencoder).
+            anomalydino); None uses the method's default (320 px for anomalydino and patchcore,
+            256 px for padim, 128 px for the autoencoder).
         max_false_alarm: target rate of good images flagged NG; sets the thresholds.
         min_region_area: regions with fewer pixels get no box.
         smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
@@ -102,9 +102,10 @@ class Detector:
     ) -> "Detector":
         """Learn from good `images` (paths or RGB arrays) and calibrate the thresholds.
 
-        References that score as outliers against the others are listed in
-        `reference_outliers` by name (`names`, else the path or "<array i>"); with
-        `exclude_outliers` they are dropped and the fit is redone.
+        With SPLIT_BELOW (8) references or more, references that score as outliers against the
+        others are listed in `reference_outliers` by name (`names`, else the path or
+        "<array i>"); with `exclude_outliers` they are dropped and the fit is redone. Fewer
+        references are too few to tell an outlier, and none is flagged.
         """
         if not images:
             raise ValueError("fit needs at least one good image")

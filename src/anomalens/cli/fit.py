@@ -33,12 +33,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-false-alarm", type=float, default=0.01, help="target rate of good images flagged NG"
     )
     parser.add_argument(
-        "--exclude-outliers", action="store_true", help="drop references that look defective"
+        "--exclude-outliers",
+        action="store_true",
+        help="drop references that look defective (checked with 8 references or more)",
     )
     parser.add_argument(
         "--calibrate",
         type=Path,
-        help="labelled images (MVTec test/ layout or good/ + defective/): F1-optimal threshold",
+        help=(
+            "labelled images (an MVTec-AD category folder, or good/ + defective/): "
+            "F1-optimal threshold"
+        ),
     )
     parser.set_defaults(func=run)
 

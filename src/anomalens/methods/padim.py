@@ -43,7 +43,9 @@ class PaDiM(Method):
         seed: int = 0,
         batch_size: int = 8,
     ):
-        self.extractor = FeatureExtractor(backbone, resolution, levels, weights, False, batch_size)
+        self.extractor = FeatureExtractor(
+            backbone, resolution, levels, weights, keep_aspect=False, batch_size=batch_size
+        )
         self.channels = channels
         self.seed = seed
         self.subset = np.empty(0, dtype=np.int64)
