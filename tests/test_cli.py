@@ -105,6 +105,23 @@ def test_errors_are_one_clear_line_and_exit_one(tmp_path, capsys):
     assert "not an anomalens model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--backbone", "magic"], "unknown backbone 'magic'"),
+        (["--param", "magic=1"], "anomalydino has no option magic"),
+        (["--max-false-alarm", "2"], "max_false_alarm must be in (0, 1)"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line_and_exit_one(folders, tmp_path, capsys, option, message):
+    root, _ = folders
+    argv = ["fit", str(root / "good"), "-o", str(tmp_path / "model"), *option]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and error.count("\n") == 1
+
+
 def _output_of(argv: list[str]) -> str:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

@@ -11,6 +11,7 @@ from anomalens import calibration
 from anomalens.calibration import Threshold
 from anomalens.defect_types.examples import BoxInput, MaskInput, example_regions
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
+from anomalens.errors import ConfigError
 from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import find_boxes
@@ -52,7 +53,7 @@ class Detector:
         **method_params: Any,
     ):
         if not 0 < max_false_alarm < 1:
-            raise ValueError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+            raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
         self.max_false_alarm = max_false_alarm
         self.min_region_area = min_region_area
         self.smoothing_sigma = smoothing_sigma

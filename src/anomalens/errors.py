@@ -16,6 +16,11 @@ class ImageError(AnomalensError):
         super().__init__(f"{self.source}: {problem}")
 
 
+class ConfigError(AnomalensError, ValueError):
+    """A setting has a value it cannot take (an unknown method, backbone, level or option, or a
+    number out of range); names the setting and the values it accepts."""
+
+
 class MissingWeightsError(AnomalensError):
     """Pretrained weights for a backbone are not on this machine."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from anomalens.backbones.base import Backbone
 from anomalens.backbones.weights import sha256
-from anomalens.errors import MissingWeightsError
+from anomalens.errors import ConfigError, MissingWeightsError
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ def backbone_names() -> list[str]:
 
 
 def get_entry(name: str) -> BackboneEntry:
-    """The registry entry for `name`, or a ValueError listing the valid names."""
+    """The registry entry for `name`, or a ConfigError listing the valid names."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; choose from {backbone_names()}")
+        raise ConfigError(f"unknown backbone {name!r}; choose from {backbone_names()}")
     return _REGISTRY[name]
 
 

@@ -5,6 +5,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from anomalens.errors import ConfigError
+
 
 class Backbone(nn.Module, ABC):
     """A frozen pretrained encoder that maps an image batch to feature maps.
@@ -32,7 +34,7 @@ class Backbone(nn.Module, ABC):
         """Raise ValueError naming the valid levels when one of `levels` is unknown."""
         unknown = [level for level in levels if level not in self.strides]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone {self.name} has no feature level {unknown}; "
                 f"choose from {sorted(self.strides)}"
             )

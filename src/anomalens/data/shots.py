@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalens.data.dataset import DatasetError, relative_name
+from anomalens.errors import ConfigError
 from anomalens.io.atomic import write_text
 
 FULL = "full"
@@ -21,7 +22,7 @@ def parse_shots(text: str) -> Shots:
         return FULL
     count = int(text)
     if count < 1:
-        raise ValueError(f"shots must be a positive number or {FULL!r}, got {text!r}")
+        raise ConfigError(f"shots must be a positive number or {FULL!r}, got {text!r}")
     return count
 
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from anomalens.data import Dataset, Sample
 from anomalens.defect_types.examples import mask_region, strongest_region
-from anomalens.errors import ImageError
+from anomalens.errors import ConfigError, ImageError
 from anomalens.io.images import load_image
 from anomalens.results import Result
 
@@ -67,7 +67,7 @@ def embed_defects(
         progress: show a progress bar.
     """
     if regions not in REGION_SOURCES:
-        raise ValueError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
+        raise ConfigError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
     samples = [sample for sample in dataset.test if sample.label == 1]
     rows, labels, paths, skipped = [], [], [], []
     starts = range(0, len(samples), batch_size)

@@ -7,7 +7,7 @@ import numpy as np
 
 from anomalens.calibration import prediction_margin
 from anomalens.defect_types.embedding import RegionEmbedder
-from anomalens.errors import AnomalensError
+from anomalens.errors import AnomalensError, ConfigError
 from anomalens.localization.regions import region_mask
 from anomalens.results import Result
 
@@ -69,7 +69,7 @@ class DefectTypes:
         unknown_threshold: float | None = None,
     ):
         if rule not in RULES:
-            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+            raise ConfigError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
         self.embedder = embedder or RegionEmbedder()
         self.rule = rule
         self.unknown_threshold = unknown_threshold

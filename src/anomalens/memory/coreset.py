@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from anomalens.errors import ConfigError
+
 PROJECTION_DIM = 128
 
 
@@ -25,7 +27,7 @@ def greedy_coreset(
     """
     count = len(features)
     if not 0 < ratio <= 1:
-        raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
+        raise ConfigError(f"coreset ratio must be in (0, 1], got {ratio}")
     size = max(1, math.ceil(ratio * count))
     if size >= count:
         return np.arange(count)

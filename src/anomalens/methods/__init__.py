@@ -1,5 +1,8 @@
 """Registry of anomaly detection methods."""
 
+import inspect
+
+from anomalens.errors import ConfigError
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
@@ -15,9 +18,14 @@ METHODS: dict[str, type[Method]] = {
 
 
 def create_method(name: str, **params: object) -> Method:
-    """An unfitted method `name` configured with `params`."""
+    """An unfitted method `name` configured with `params`; a ConfigError names an unknown
+    method or option and what it accepts."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+        raise ConfigError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    accepted = inspect.signature(METHODS[name]).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{name} has no option {', '.join(unknown)}; it takes {sorted(accepted)}")
     return METHODS[name](**params)
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from anomalens.errors import ConfigError
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
 from anomalens.methods.base import top_fraction_mean
@@ -53,7 +54,7 @@ class AnomalyDINO(MemoryBankMethod):
         batch_size: int = 8,
     ):
         if masking != "auto" and not isinstance(masking, bool):
-            raise ValueError(f"masking must be True, False or 'auto', got {masking!r}")
+            raise ConfigError(f"masking must be True, False or 'auto', got {masking!r}")
         super().__init__(approximate)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect, batch_size

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomalens.errors import ConfigError
 from anomalens.methods.autoencoder.model import DOWNSAMPLING, ConvAutoencoder
 from anomalens.methods.autoencoder.residual import RESIDUALS
 from anomalens.methods.autoencoder.training import TrainingHistory, train
@@ -48,9 +49,9 @@ class AutoencoderMethod(Method):
         seed: int = 0,
     ):
         if resolution < DOWNSAMPLING or resolution % DOWNSAMPLING:
-            raise ValueError(f"resolution must be a multiple of {DOWNSAMPLING}, got {resolution}")
+            raise ConfigError(f"resolution must be a multiple of {DOWNSAMPLING}, got {resolution}")
         if residual not in RESIDUALS:
-            raise ValueError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
+            raise ConfigError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
         self.resolution = resolution
         self.variational = variational
         self.residual = residual
