@@ -18,6 +18,7 @@ from anomalens.cli import main
 from anomalens.cli.predict import png_bytes
 from anomalens.detector import Detector
 from anomalens.service import Limits, create_app
+from anomalens.service.origin import LOOPBACK_NAMES
 
 DEFECT_CENTRE = (31, 47)
 """(row, column) of the middle of `with_defect`'s square."""
@@ -423,3 +424,23 @@ def test_serve_listens_on_loopback_by_default_and_warns_about_other_addresses(
     assert main(["serve", "--models", str(tmp_path), "--host", "0.0.0.0", "--port", "9000"]) == 0
     assert "no authentication" in capsys.readouterr().err
     assert listened == [("127.0.0.1", 8000), ("0.0.0.0", 9000)]
+
+
+def test_another_site_may_read_nothing_it_could_not_already_and_change_nothing(client, model):
+    foreign = {"Origin": "http://evil.example"}
+    assert client.delete(f"/api/models/{model}", headers=foreign).status_code == 403
+    response = client.post(
+        "/api/models", data={"name": "forged"}, files=good_images(), headers=foreign
+    )
+    assert response.status_code == 403 and "evil.example" in response.json()["detail"]
+    assert client.get(f"/api/models/{model}").status_code == 200  # still there
+    own = {"Origin": "http://testserver"}
+    assert client.delete("/api/models/absent", headers=own).status_code == 404  # let through
+
+
+def test_a_loopback_server_answers_only_to_loopback_names(models_dir):
+    with TestClient(create_app(models_dir, LIMITS, LOOPBACK_NAMES)) as local:
+        for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000"):
+            assert local.get("/api/health", headers={"Host": host}).status_code == 200
+        rebound = local.get("/api/health", headers={"Host": "evil.example:8000"})
+        assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]

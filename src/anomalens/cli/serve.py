@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anomalens.service import Limits, create_app
     from anomalens.service.limits import MEBIBYTE
+    from anomalens.service.origin import LOOPBACK_NAMES
 
     if not is_loopback(args.host):
         print(
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     limits = Limits(max_file_bytes=int(args.max_upload_mb * MEBIBYTE), max_pixels=args.max_pixels)
-    uvicorn.run(create_app(args.models, limits), host=args.host, port=args.port)
+    hosts = LOOPBACK_NAMES if is_loopback(args.host) else None
+    uvicorn.run(create_app(args.models, limits, hosts), host=args.host, port=args.port)
     return 0
 
 

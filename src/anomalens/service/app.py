@@ -1,7 +1,7 @@
 """The inspection server: a JSON API over stored models, and the web page that uses it."""
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -22,6 +22,7 @@ from anomalens.results import Result
 from anomalens.service.errors import Conflict, NotFound, ServiceError
 from anomalens.service.jobs import FitJobs
 from anomalens.service.limits import BodySizeLimit, Limits
+from anomalens.service.origin import SameOriginOnly
 from anomalens.service.schemas import (
     Health,
     ImageInspection,
@@ -38,8 +39,14 @@ from anomalens.visualize import mask_image, overlay
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(models_dir: str | Path, limits: Limits | None = None) -> FastAPI:
-    """The application serving the models stored in `models_dir` within `limits`."""
+def create_app(
+    models_dir: str | Path, limits: Limits | None = None, hosts: Collection[str] | None = None
+) -> FastAPI:
+    """The application serving the models stored in `models_dir` within `limits`.
+
+    Cross-site requests that would change something are refused; `hosts` (for example
+    LOOPBACK_NAMES) limits the host names the server answers to, None answers to any.
+    """
     limits = limits or Limits()
     store = ModelStore(Path(models_dir))
     jobs = FitJobs(store)
@@ -58,6 +65,7 @@ def create_app(models_dir: str | Path, limits: Limits | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.add_middleware(SameOriginOnly, hosts=hosts)
     app.add_exception_handler(AnomalensError, _error_response)
     app.include_router(_model_routes(store, jobs, limits))
     app.include_router(_inspection_routes(store, limits))
