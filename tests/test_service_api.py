@@ -15,10 +15,10 @@ from images import HEIGHT, WIDTH, texture, with_defect
 from PIL import Image
 
 from anomalens.cli import main
-from anomalens.cli.predict import png_bytes
 from anomalens.detector import Detector
 from anomalens.service import Limits, create_app
 from anomalens.service.origin import LOOPBACK_NAMES
+from anomalens.visualize import png_bytes
 
 DEFECT_CENTRE = (31, 47)
 """(row, column) of the middle of `with_defect`'s square."""

@@ -130,6 +130,10 @@ class Detector:
         }
         return self
 
+    def threshold_dicts(self) -> dict[str, dict[str, object]]:
+        """Each threshold and how it was set, JSON-serialisable, by name ("image", "pixel")."""
+        return {name: threshold.to_dict() for name, threshold in self.thresholds.items()}
+
     def calibrate(self, images: Sequence[ImageInput], labels: Sequence[bool]) -> "Detector":
         """Set the image threshold to the F1-optimal one on labelled images (True = defective)."""
         scores = [result.score for result in self.predict(images)]

@@ -43,7 +43,7 @@ def save_detector(detector: "Detector", path: Path) -> Path:
         document = {
             "format_version": FORMAT_VERSION,
             "config": detector.config(),
-            "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+            "thresholds": detector.threshold_dicts(),
             "references": detector.references,
             "reference_outliers": detector.reference_outliers,
             "defect_types": detector.defect_types.document(),

@@ -1,5 +1,7 @@
 """Pictures people look at: the anomaly heatmap and boxes drawn over the image."""
 
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -54,3 +56,10 @@ def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = N
 def mask_image(result: Result) -> np.ndarray:
     """The binary mask as a uint8 image (0 or 255)."""
     return result.mask.astype(np.uint8) * 255
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG encoding of a uint8 image array."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

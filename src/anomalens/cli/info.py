@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         **detector.config(),
         "references": detector.references,
         "reference_outliers": detector.reference_outliers,
-        "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+        "thresholds": detector.threshold_dicts(),
         "defect_types": describe(detector.defect_types),
     }
     if args.json:

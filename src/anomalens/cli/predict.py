@@ -1,11 +1,9 @@
 """`anomalens predict MODEL INPUT... -o OUT`: inspect images, write results, masks, overlays."""
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from anomalens.cli.options import image_files, report_error
@@ -15,7 +13,7 @@ from anomalens.formats.coco import write_coco
 from anomalens.io.atomic import write_bytes, write_json
 from anomalens.io.images import load_image
 from anomalens.results import Result
-from anomalens.visualize import mask_image, overlay
+from anomalens.visualize import mask_image, overlay, png_bytes
 
 BATCH = 8
 
@@ -92,17 +90,10 @@ def write_outputs(
     return {**result.to_dict(), "mask": mask_path.as_posix(), "overlay": overlay_path.as_posix()}
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """PNG encoding of a uint8 image array."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def model_summary(path: Path, detector: Detector) -> dict:
     """What results.json says about the model that produced it."""
     return {
         "path": str(path),
         **detector.config(),
-        "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+        "thresholds": detector.threshold_dicts(),
     }

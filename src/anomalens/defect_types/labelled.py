@@ -1,7 +1,6 @@
 """Embed the defect region of every defective image of a labelled dataset, once."""
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,13 +26,11 @@ class LabelledRegions:
     Attributes:
         embeddings: (n, C) unit-length region embeddings.
         labels: each region's defect type (its test folder's name).
-        paths: each region's image.
         skipped: "path: problem" for each image left out (unreadable, no mask, no region).
     """
 
     embeddings: np.ndarray
     labels: list[str]
-    paths: list[Path]
     skipped: list[str]
 
     def with_more_than(self, count: int) -> "LabelledRegions":
@@ -43,7 +40,6 @@ class LabelledRegions:
         return LabelledRegions(
             self.embeddings[kept],
             [self.labels[i] for i in kept],
-            [self.paths[i] for i in kept],
             self.skipped
             + [f"type {name}: only {self.labels.count(name)} regions" for name in small],
         )
@@ -69,7 +65,7 @@ def embed_defects(
     if regions not in REGION_SOURCES:
         raise ConfigError(f"regions must be one of {REGION_SOURCES}, got {regions!r}")
     samples = [sample for sample in dataset.test if sample.label == 1]
-    rows, labels, paths, skipped = [], [], [], []
+    rows, labels, skipped = [], [], []
     starts = range(0, len(samples), batch_size)
     for start in tqdm(starts, desc="embedding defects", disable=not progress):
         loaded = []
@@ -92,9 +88,8 @@ def embed_defects(
         )
         rows += [vector[0] for vector in vectors]
         labels += [sample.defect_type for sample, *_ in usable]
-        paths += [sample.path for sample, *_ in usable]
     embeddings = np.stack(rows) if rows else np.empty((0, 0), np.float32)
-    return LabelledRegions(embeddings, labels, paths, skipped)
+    return LabelledRegions(embeddings, labels, skipped)
 
 
 def _region(sample: Sample, result: Result, source: str) -> np.ndarray:

@@ -6,6 +6,7 @@ from scipy import ndimage
 from anomalens.results import Box
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+"""Pixels touching by an edge or a corner belong to one region (as AUPRO counts regions)."""
 
 
 def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list[Box]:

@@ -10,7 +10,7 @@ regions at once.
 import numpy as np
 from scipy import ndimage
 
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from anomalens.localization.regions import EIGHT_CONNECTED
 
 
 def region_weights(gt_mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -13,7 +13,6 @@ from fastapi.staticfiles import StaticFiles
 
 from anomalens import __version__
 from anomalens.backbones import backbone_names, get_entry
-from anomalens.cli.predict import png_bytes
 from anomalens.defect_types.registry import DefectTypeError
 from anomalens.detector import Detector
 from anomalens.errors import AnomalensError, ImageError, MissingWeightsError
@@ -34,7 +33,7 @@ from anomalens.service.schemas import (
 )
 from anomalens.service.store import ModelStore, check_name
 from anomalens.service.uploads import UploadedImage, read_images
-from anomalens.visualize import mask_image, overlay
+from anomalens.visualize import mask_image, overlay, png_bytes
 
 STATIC = Path(__file__).parent / "static"
 

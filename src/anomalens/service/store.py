@@ -195,7 +195,7 @@ def _summary(detector: Detector) -> dict[str, Any]:
         "references": len(detector.references),
         "reference_outliers": detector.reference_outliers,
         "defect_types": detector.defect_types.names,
-        "thresholds": {name: t.to_dict() for name, t in detector.thresholds.items()},
+        "thresholds": detector.threshold_dicts(),
         "config": config,
     }
 
