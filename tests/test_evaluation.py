@@ -151,6 +151,29 @@ def test_mask_of_wrong_size_leaves_only_that_image_out_of_pixel_metrics(tmp_path
     assert run["metrics"]["pixel_auroc"] is not None
 
 
+def test_empty_and_unusable_masks_are_noted_and_no_mask_left_means_no_pixel_metrics(tmp_path):
+    data = make_mvtec(tmp_path / "tile")
+    empty = data / "ground_truth" / "hole" / "001_mask.png"
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(empty)
+    for mask in (data / "ground_truth").glob("*/*.png"):
+        if mask != empty:
+            write_mask(mask, size=SIZE + 8)
+    out = tmp_path / "report"
+    assert evaluate_cli(data, out, "--shots", "1", "--seeds", "0") == 0
+    [run] = read_metrics(out)["runs"]
+    assert any("001_mask.png: mask marks no defect pixel" in note for note in run["skipped"])
+    assert run["skipped"][-1].endswith("no usable defect mask; pixel metrics are not computed")
+    assert run["metrics"]["pixel_auroc"] is None and run["metrics"]["image_auroc"] is not None
+
+
+def test_a_plan_that_leaves_nothing_to_test_fails_before_the_first_run(tmp_path, capsys):
+    data = make_folders(tmp_path / "parts", good=6, defective=3)
+    out = tmp_path / "report"
+    assert evaluate_cli(data, out, "--shots", "1", "full", "--seeds", "0") == 1
+    assert "no good test images left" in capsys.readouterr().err
+    assert not (out / "runs").exists()
+
+
 def test_folders_layout_sets_the_references_aside_from_the_good_test_images(tmp_path):
     data = make_folders(tmp_path / "parts", good=6, defective=3)
     runs = evaluate(
@@ -225,7 +248,9 @@ def test_evaluate_on_magnetic_tiles_one_shot(tmp_path):
     options = ["--resolution", "64", "--shots", "1", "--seeds", "0", "-o", str(out)]
     assert main(["evaluate", str(DATA), *options]) == 0
     [run] = read_metrics(out)["runs"]
-    assert run["test_images"] == 542 and run["skipped"] == []
+    assert run["test_images"] == 542
+    assert len(run["skipped"]) == 4  # four uneven tiles whose masks are empty
+    assert all("uneven" in note and "marks no defect pixel" in note for note in run["skipped"])
     assert run["metrics"]["image_auroc"] > 0.55 and run["metrics"]["pixel_auroc"] > 0.55
 
 

@@ -142,6 +142,7 @@ def iter_runs(
     """
     shots_settings: list[Shots] = [LISTED] if fixed_references else list(settings.shots)
     plan = list(itertools.product(shots_settings, settings.seeds))
+    check_plan(datasets, plan)
     bar = tqdm(total=len(datasets) * len(plan), desc="runs", unit="run", disable=not progress)
     for dataset in datasets:
         with shared_feature_cache() as cache:
@@ -151,6 +152,17 @@ def iter_runs(
                 )
                 bar.update()
     bar.close()
+
+
+def check_plan(datasets: list[Dataset], plan: list[tuple[Shots, int]]) -> None:
+    """Raise DatasetError before the first run if a run of `plan` would ask for more references
+    than a pool holds or leave no good or defective test image (the folder layout tests on its
+    good pool, so "full" leaves none), rather than after the runs before it."""
+    for dataset in datasets:
+        for shots, seed in plan:
+            if shots != LISTED:
+                wanted = shot_count(shots, dataset.pool)
+                test_samples(dataset, seeded_order(dataset.pool, seed)[:wanted])
 
 
 def listed_references(dataset: Dataset, listed: list[Path]) -> tuple[list[Path], list[np.ndarray]]:
@@ -214,6 +226,9 @@ def run_once(
     scores, maps, seconds = score_test_set(
         detector, test, root, settings, pixels, skipped, label, progress, cache
     )
+    if pixels is not None and not pixels.regions:
+        skipped.append(f"{dataset.root}: no usable defect mask; pixel metrics are not computed")
+        pixels = None
     metrics = image_metrics(scores) | (pixels.compute() if pixels else dict.fromkeys(PIXEL_METRICS))
     return Run(
         category=dataset.name,
@@ -335,10 +350,13 @@ def read_truth(
     if sample.mask_path is None:
         return None
     try:
-        return load_mask(sample.mask_path, image_size)
+        mask = load_mask(sample.mask_path, image_size)
     except ImageError as error:
         skipped.append(f"{error}; {sample.path.name} left out of the pixel metrics")
         return None
+    if not mask.any():
+        skipped.append(f"{sample.mask_path}: mask marks no defect pixel; all count as normal")
+    return mask
 
 
 def examples(detector: Detector, scores: list[tuple[Sample, float]]) -> list[Example]:

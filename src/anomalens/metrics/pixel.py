@@ -45,6 +45,11 @@ class PixelMetrics:
         self._regions += regions
         self._histogram.add(scores.ravel(), [~mask.ravel(), mask.ravel(), overlap.ravel()])
 
+    @property
+    def regions(self) -> int:
+        """Connected anomalous regions in the ground truth added so far (0: no anomalous pixel)."""
+        return self._regions
+
     def compute(self) -> dict[str, float]:
         """pixel_auroc, pixel_ap, pixel_f1_max and aupro over all images added so far."""
         _, (normal, anomalous, overlap) = self._histogram.descending()
