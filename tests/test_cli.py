@@ -10,6 +10,7 @@ from images import texture, with_defect
 from PIL import Image
 
 from anomalens.cli import main
+from anomalens.detector import Detector
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,24 @@ def test_fit_draws_k_references_by_seed_or_takes_a_list(folders, tmp_path):
     info = json.loads(_output_of(["info", str(listed), "--json"]))
     assert [Path(name).name for name in info["references"]] == ["0.png", "3.png"]
     assert info["method_params"]["rotation"] is False
+
+
+def test_an_unreadable_labelled_image_is_reported_and_the_calibrated_model_saved(
+    folders, tmp_path, capsys
+):
+    root, _ = folders
+    labelled = tmp_path / "labelled"
+    for folder, images in (("good", [texture(70), texture(71)]), ("defective", [texture(72)])):
+        (labelled / folder).mkdir(parents=True)
+        for index, image in enumerate(images):
+            Image.fromarray(image).save(labelled / folder / f"{index}.png")
+    Image.fromarray(with_defect(texture(73))).save(labelled / "defective" / "1.png")
+    (labelled / "defective" / "2.png").write_bytes(b"\x89PNG broken")
+    model = tmp_path / "model"
+    argv = ["fit", str(root / "good"), "-o", str(model), "--resolution", "64"]
+    assert main([*argv, "--calibrate", str(labelled)]) == 1
+    assert f"{labelled / 'defective' / '2.png'}" in capsys.readouterr().err
+    assert Detector.load(model).thresholds["image"].method.startswith("F1-optimal")
 
 
 def test_info_says_how_thresholds_were_set(folders, capsys):

@@ -20,6 +20,8 @@ from anomalens.methods.base import Method, PatchScores
 from anomalens.results import Result
 
 ImageInput = str | Path | np.ndarray
+CALIBRATION_BATCH = 8
+"""Labelled images predicted at a time by `calibrate`, so that only their maps are held."""
 SPLIT_BELOW = 8
 """With fewer references, calibration holds out quadrants of the references instead."""
 
@@ -136,7 +138,9 @@ class Detector:
 
     def calibrate(self, images: Sequence[ImageInput], labels: Sequence[bool]) -> "Detector":
         """Set the image threshold to the F1-optimal one on labelled images (True = defective)."""
-        scores = [result.score for result in self.predict(images)]
+        step = CALIBRATION_BATCH
+        batches = (images[start : start + step] for start in range(0, len(images), step))
+        scores = [result.score for batch in batches for result in self.predict(batch)]
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
         return self
 

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         action = "excluded" if args.exclude_outliers else "kept (use --exclude-outliers to drop)"
         print(f"warning: reference {name} scores like a defect against the others; {action}")
     if args.calibrate:
-        calibrate(detector, args.calibrate)
+        failed += calibrate(detector, args.calibrate)
     detector.save(args.output)
     thresholds = ", ".join(f"{k} {t.value:.4f}" for k, t in detector.thresholds.items())
     print(f"fitted on {len(detector.references)} references; thresholds: {thresholds}")
@@ -98,8 +98,16 @@ def reference_paths(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def calibrate(detector: Detector, folder: Path) -> None:
-    """Set the F1-optimal image threshold on the labelled images under `folder`."""
-    samples = [sample for dataset in discover(folder) for sample in dataset.test]
-    labels = np.array([sample.label for sample in samples], dtype=bool)
-    detector.calibrate([sample.path for sample in samples], labels)
+def calibrate(detector: Detector, folder: Path) -> int:
+    """Set the F1-optimal image threshold on the labelled images under `folder`; unreadable
+    ones are reported and left out. Returns how many were."""
+    images, labels, failed = [], [], 0
+    for sample in (sample for dataset in discover(folder) for sample in dataset.test):
+        try:
+            images.append(load_image(sample.path))
+            labels.append(sample.label)
+        except AnomalensError as error:
+            report_error(sample.path, error)
+            failed += 1
+    detector.calibrate(images, np.array(labels, dtype=bool))
+    return failed
