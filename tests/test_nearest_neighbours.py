@@ -82,6 +82,17 @@ def test_an_image_unlike_the_others_is_still_matched_to_their_rows(metric):
     np.testing.assert_allclose(distances[:, 0], brute_force(rest, own[:50], metric), rtol=1e-4)
 
 
+@pytest.mark.parametrize("approximate", [False, True])
+def test_the_k_nearest_rows_of_other_images_come_nearest_first(approximate):
+    bank, owners = clustered(3000), np.repeat(np.arange(3), 1000)
+    neighbours = NearestNeighbours("l2", approximate).fit(bank, owners)
+    distances, indices = neighbours.distances_excluding(bank[:20], owner=0, k=3)
+    assert distances.shape == indices.shape == (20, 3)
+    assert np.all(owners[indices] != 0) and np.all(np.diff(distances, axis=1) >= 0)
+    truth = np.sort(np.linalg.norm(bank[:20, None] - bank[None, 1000:], axis=-1), axis=1)[:, :3]
+    assert np.all(distances >= truth - 1e-4)  # never nearer than the true neighbours
+
+
 def test_excluding_the_only_owner_is_an_error():
     neighbours = NearestNeighbours().fit(clustered(10))
     with pytest.raises(ValueError, match="no patches of other images"):

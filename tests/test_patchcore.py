@@ -41,3 +41,14 @@ def test_without_reweighting_the_image_score_is_the_top_patch_score():
     method.fit([texture(0)])
     (scores,) = method.score([with_defect(texture(1))])
     assert scores.image_score == pytest.approx(float(scores.grid.max()))
+
+
+def test_held_out_scores_equal_those_of_a_model_fitted_without_the_image():
+    images = [texture(seed) for seed in range(3)]
+    method = PatchCore(resolution=64, coreset_ratio=1.0, approximate=False)
+    held_out = method.fit_with_holdout(images)
+    for index, scores in enumerate(held_out):
+        alone = PatchCore(resolution=64, coreset_ratio=1.0, approximate=False)
+        alone.fit([image for other, image in enumerate(images) if other != index])
+        expected = alone.score([images[index]])[0].image_score
+        assert scores.image_score == pytest.approx(expected, rel=1e-5)

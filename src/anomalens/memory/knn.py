@@ -162,13 +162,16 @@ class NearestNeighbours:
         values, indices = self._index.search(self._prepare(queries), k)
         return self._to_distances(values), indices
 
-    def distances_excluding(self, queries: np.ndarray, owner: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices), each (Q, 1), of the nearest bank rows not of image `owner`.
+    def distances_excluding(
+        self, queries: np.ndarray, owner: int, k: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices), each (Q, k), of the k nearest bank rows not of image `owner`
+        (k at most the number of such rows), nearest first.
 
         Exact banks copy the other rows into a fresh flat index (copying costs far less than
         searching, and faiss's exact search with an ID filter is about ten times slower);
         approximate banks search the inverted-file index with an ID filter, and queries whose
-        probed lists hold only rows of `owner` are searched exactly among the others.
+        probed lists hold fewer than k rows of other images are searched exactly among them.
         """
         excluded = self.owners == owner
         if excluded.all():
@@ -176,7 +179,7 @@ class NearestNeighbours:
         queries = self._prepare(queries)
         kept = np.flatnonzero(~excluded)
         if not self.is_approximate:
-            return self._search_rows(queries, kept)
+            return self._search_rows(queries, kept, k)
         others = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(excluded)))
         params = faiss.IndexRefineSearchParameters(
             k_factor=REFINE_FACTOR,
@@ -184,18 +187,20 @@ class NearestNeighbours:
                 sel=others, nprobe=faiss.extract_index_ivf(self._index).nprobe
             ),
         )
-        values, indices = self._index.search(queries, 1, params=params)
+        values, indices = self._index.search(queries, k, params=params)
         distances = self._to_distances(values)
-        unfound = np.flatnonzero(indices[:, 0] < 0)
+        unfound = np.flatnonzero((indices < 0).any(axis=1))
         if unfound.size:
-            distances[unfound], indices[unfound] = self._search_rows(queries[unfound], kept)
+            distances[unfound], indices[unfound] = self._search_rows(queries[unfound], kept, k)
         return distances, indices
 
-    def _search_rows(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact (distances, indices), each (Q, 1), of prepared `queries` among bank `rows`."""
+    def _search_rows(
+        self, queries: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (distances, indices), each (Q, k), of prepared `queries` among bank `rows`."""
         index = flat_index(self.bank.shape[1], self._faiss_metric)
         index.add(self.bank[rows])
-        values, indices = index.search(queries, 1)
+        values, indices = index.search(queries, k)
         return self._to_distances(values), rows[indices]
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:

@@ -104,7 +104,7 @@ class AnomalyDINO(MemoryBankMethod):
         return np.concatenate(patches), np.concatenate(owners), grids
 
     def image_score(
-        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray
+        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
     ) -> tuple[np.ndarray, float]:
         scores = distances[:, 0].reshape(grid.features.shape[:2])
         if self.use_mask:

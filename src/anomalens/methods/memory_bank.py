@@ -44,10 +44,11 @@ class MemoryBankMethod(Method):
 
     @abstractmethod
     def image_score(
-        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray
+        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
     ) -> tuple[np.ndarray, float]:
         """(h, w) patch scores and the image score, from each patch's nearest bank distance and
-        row index, both (h*w, 1)."""
+        row index, both (h*w, 1); `exclude` is the held-out reference whose bank rows any
+        further search must not see (None outside held-out scoring)."""
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
         bank, owners, _ = self.bank_patches(images, progress)
@@ -64,7 +65,8 @@ class MemoryBankMethod(Method):
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            results.append(self._scores(grid, *self.neighbours.distances_excluding(flat, owner)))
+            found = self.neighbours.distances_excluding(flat, owner)
+            results.append(self._scores(grid, *found, exclude=owner))
         return results
 
     def score(self, images: list[np.ndarray]) -> list[PatchScores]:
@@ -74,8 +76,14 @@ class MemoryBankMethod(Method):
             results.append(self._scores(grid, *self.neighbours.distances(flat)))
         return results
 
-    def _scores(self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray) -> PatchScores:
-        patch_scores, image_score = self.image_score(grid, distances, indices)
+    def _scores(
+        self,
+        grid: PatchGrid,
+        distances: np.ndarray,
+        indices: np.ndarray,
+        exclude: int | None = None,
+    ) -> PatchScores:
+        patch_scores, image_score = self.image_score(grid, distances, indices, exclude)
         return PatchScores(
             grid=patch_scores.astype(np.float32),
             extent=grid.extent,

@@ -17,6 +17,10 @@ class PatchCore(MemoryBankMethod):
     """Patch anomaly = Euclidean distance to the nearest coreset patch; image score = the
     largest patch score, reweighted by how isolated its nearest normal patch is (Eq. 7).
 
+    Held-out scores search, and reweight among, the other references' coreset rows only; the
+    coreset itself is chosen once from all references, so below a ratio of 1 it may lack rows of
+    the others that the held-out image's own patches covered.
+
     Args:
         backbone: registered backbone name.
         resolution: shorter image side in pixels fed to the backbone (aspect ratio kept).
@@ -86,16 +90,21 @@ class PatchCore(MemoryBankMethod):
         return patches[kept], owners[kept], grids
 
     def image_score(
-        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray
+        self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
     ) -> tuple[np.ndarray, float]:
         scores = distances[:, 0]
         top = int(np.argmax(scores))
         if self.reweight_neighbours <= 1:
             return scores.reshape(grid.features.shape[:2]), float(scores[top])
-        bank = self.neighbours.bank
+        neighbours, bank = self.neighbours, self.neighbours.bank
         query = grid.features.reshape(-1, bank.shape[1])[top]
-        neighbourhood = min(self.reweight_neighbours, len(bank))
-        _, support = self.neighbours.distances(bank[indices[top]], neighbourhood)
+        nearest = bank[indices[top]]
+        if exclude is None:
+            size = min(self.reweight_neighbours, len(bank))
+            _, support = neighbours.distances(nearest, size)
+        else:  # held out: the neighbourhood, like the nearest patch, lies in the other images
+            size = min(self.reweight_neighbours, int(np.sum(neighbours.owners != exclude)))
+            _, support = neighbours.distances_excluding(nearest, exclude, size)
         support_distances = np.linalg.norm(bank[support[0]] - query, axis=1)
         weight = 1.0 - torch.softmax(torch.from_numpy(support_distances), dim=0)[0].item()
         return scores.reshape(grid.features.shape[:2]), float(weight * scores[top])
