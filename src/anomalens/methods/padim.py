@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from anomalens.features import FeatureExtractor, stack_levels
+from anomalens.features import FeatureExtractor, FeatureMaps, stack_levels
 from anomalens.methods.base import Method, PatchScores
 
 REGULARISATION = 0.01
@@ -60,11 +60,17 @@ class PaDiM(Method):
         }
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
-        features = self._features(images, fitting=True)  # (N, h, w, d)
+        maps = self.extractor.extract(images, progress)
+        channels = sum(level.shape[0] for level in maps[0].levels.values())
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(channels, generator=generator)
+        self.subset = order[: self.channels].sort().values.numpy()
+        features = self._subset_features(maps)  # (N, h, w, d)
         count, height, width, depth = features.shape
         flat = features.reshape(count, height * width, depth).astype(np.float64)
-        self.mean = flat.mean(axis=0).astype(np.float32)
-        centred = flat - flat.mean(axis=0)
+        mean = flat.mean(axis=0)
+        self.mean = mean.astype(np.float32)
+        centred = flat - mean
         covariance = np.einsum("npi,npj->pij", centred, centred) / max(count - 1, 1)
         covariance += REGULARISATION * np.eye(depth)
         self.precision = np.concatenate(
@@ -75,7 +81,7 @@ class PaDiM(Method):
         ).astype(np.float32)
 
     def score(self, images: list[np.ndarray]) -> list[PatchScores]:
-        features = self._features(images, fitting=False)
+        features = self._subset_features(self.extractor.extract(images))
         results = []
         for image, grid in zip(images, features, strict=True):
             delta = grid.reshape(-1, grid.shape[-1]) - self.mean
@@ -98,13 +104,8 @@ class PaDiM(Method):
             arrays["precision"],
         )
 
-    def _features(self, images: list[np.ndarray], fitting: bool) -> np.ndarray:
-        """(N, h, w, d) features on the random channel subset."""
-        stacked = [stack_levels(maps.levels) for maps in self.extractor.extract(images)]
-        if fitting:
-            total = stacked[0].shape[0]
-            generator = torch.Generator().manual_seed(self.seed)
-            self.subset = (
-                torch.randperm(total, generator=generator)[: self.channels].sort().values.numpy()
-            )
-        return np.stack([s[self.subset].permute(1, 2, 0).numpy() for s in stacked])
+    def _subset_features(self, maps: list[FeatureMaps]) -> np.ndarray:
+        """(N, h, w, d) features of the images' maps on the random channel subset."""
+        return np.stack(
+            [stack_levels(m.levels)[self.subset].permute(1, 2, 0).numpy() for m in maps]
+        )
