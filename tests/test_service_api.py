@@ -1,6 +1,7 @@
 """The inspection server's API: every endpoint, every refusal, persistence and concurrency."""
 
 import base64
+import dataclasses
 import hashlib
 import io
 import time
@@ -16,7 +17,7 @@ from PIL import Image
 
 from anomalens.cli import main
 from anomalens.detector import Detector
-from anomalens.service import Limits, create_app
+from anomalens.service import Limits, create_app, jobs
 from anomalens.service.origin import LOOPBACK_NAMES
 from anomalens.visualize import png_bytes
 
@@ -277,6 +278,21 @@ def test_a_request_body_over_the_limit_is_refused_with_413_declared_or_streamed(
     for response in (declared, streamed):
         assert response.status_code == 413
         assert "larger than the server's limit of 976.562 KiB" in response.json()["detail"]
+
+
+def test_images_over_the_request_pixel_limit_together_are_refused(models_dir, model):
+    limits = dataclasses.replace(LIMITS, max_request_pixels=2 * HEIGHT * WIDTH)
+    with TestClient(create_app(models_dir, limits)) as small:
+        files = uploads(*((f"{i}.png", png(i)) for i in range(3)))
+        response = small.post(f"/api/models/{model}/inspect", files=files)
+    assert response.status_code == 413
+    assert f"over the server's limit of {2 * HEIGHT * WIDTH} per request" in response.text
+
+
+def test_fits_beyond_the_waiting_limit_are_refused_with_503(client, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_WAITING_FITS", 0)
+    response = start_fit(client, "one-too-many")
+    assert response.status_code == 503 and "fits are waiting" in response.json()["detail"]
 
 
 def test_too_many_files_in_one_request_are_refused_with_413(client, model):

@@ -5,6 +5,8 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from anomalens.errors import ConfigError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `serve` sub-parser."""
@@ -46,7 +48,15 @@ def run(args: argparse.Namespace) -> int:
             "delete and query models (the server has no authentication)",
             file=sys.stderr,
         )
-    limits = Limits(max_file_bytes=int(args.max_upload_mb * MEBIBYTE), max_pixels=args.max_pixels)
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    file_bytes = int(args.max_upload_mb * MEBIBYTE)
+    limits = Limits(  # a request can always carry one file and one image at the limits
+        max_file_bytes=file_bytes,
+        max_request_bytes=max(Limits.max_request_bytes, file_bytes),
+        max_pixels=args.max_pixels,
+        max_request_pixels=max(Limits.max_request_pixels, args.max_pixels),
+    )
     hosts = LOOPBACK_NAMES if is_loopback(args.host) else None
     uvicorn.run(create_app(args.models, limits, hosts), host=args.host, port=args.port)
     return 0

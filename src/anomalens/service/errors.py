@@ -27,3 +27,9 @@ class TooLarge(ServiceError):
     """An upload is over one of the server's limits."""
 
     status = 413
+
+
+class Busy(ServiceError):
+    """The server has as much queued work as it takes; the client may retry later."""
+
+    status = 503

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from anomalens.detector import Detector
-from anomalens.service.errors import Conflict, NotFound
+from anomalens.service.errors import Busy, Conflict, NotFound
 from anomalens.service.store import ModelStore
 
 KEPT_FINISHED_JOBS = 100
+MAX_WAITING_FITS = 8
+"""Fits queued or running at once; more are refused, since each holds its decoded images."""
 
 
 @dataclass
@@ -63,8 +65,11 @@ class FitJobs:
     ) -> Job:
         """Queue fitting unfitted `detector` on good `images` (called `names`) as `model`."""
         with self._lock:
-            if self.store.exists(model) or model in self._pending():
+            pending = self._pending()
+            if self.store.exists(model) or model in pending:
                 raise Conflict(f"a model named {model!r} already exists or is being fitted")
+            if len(pending) >= MAX_WAITING_FITS:
+                raise Busy(f"{len(pending)} fits are waiting; try again when one has finished")
             job = Job(id=uuid.uuid4().hex, model=model, references=len(images))
             self._jobs[job.id] = job
             self._forget_old_jobs()

@@ -17,6 +17,8 @@ class Limits:
         max_file_bytes: size of one uploaded file.
         max_request_bytes: size of a whole request body.
         max_pixels: width x height of one uploaded image.
+        max_request_pixels: width x height summed over a request's images, checked before any
+            is decoded (a small PNG of one colour can declare 40 megapixels, 120 MB decoded).
         max_files: files in one request.
         max_resolution: the `resolution` a new model may be fitted at.
     """
@@ -24,6 +26,7 @@ class Limits:
     max_file_bytes: int = 25 * MEBIBYTE
     max_request_bytes: int = 512 * MEBIBYTE
     max_pixels: int = 40_000_000
+    max_request_pixels: int = 400_000_000
     max_files: int = 500
     max_resolution: int = 1024
 

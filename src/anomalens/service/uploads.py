@@ -36,27 +36,39 @@ def read_images(
 ) -> list[UploadedImage]:
     """Decode uploaded (filename, file) pairs; `what` names them in errors.
 
-    Raises TooLarge for too many files, a file over `limits.max_file_bytes` or an image over
-    `limits.max_pixels`, and ImageError naming the file for anything that is not a usable image.
+    Raises TooLarge for too many files, a file over `limits.max_file_bytes`, an image over
+    `limits.max_pixels` or images over `limits.max_request_pixels` together (all checked on the
+    headers before anything is decoded), and ImageError naming the file for anything that is
+    not a usable image.
     """
     if len(files) > limits.max_files:
         raise TooLarge(f"{len(files)} {what} uploaded; the server takes at most {limits.max_files}")
-    uploads = []
+    contents, total = [], 0
     for index, (filename, file) in enumerate(files):
         name = Path(filename).name if filename else f"upload {index + 1}"
         data = file.read(limits.max_file_bytes + 1)
         if len(data) > limits.max_file_bytes:
             raise TooLarge(f"{name}: file is larger than {size_text(limits.max_file_bytes)}")
-        image = decode(name, data, limits.max_pixels)
-        uploads.append(UploadedImage(name, hashlib.sha256(data).hexdigest(), image))
-    return uploads
+        width, height = _declared_size(name, data)
+        if width * height > limits.max_pixels:
+            raise TooLarge(
+                f"{name}: image is {width}x{height} px, over the limit of {limits.max_pixels}"
+            )
+        total += width * height
+        contents.append((name, data))
+    if total > limits.max_request_pixels:
+        raise TooLarge(
+            f"the {what} uploaded hold {total} pixels together, over the server's limit of "
+            f"{limits.max_request_pixels} per request"
+        )
+    return [
+        UploadedImage(name, hashlib.sha256(data).hexdigest(), decode(name, data))
+        for name, data in contents
+    ]
 
 
-def decode(name: str, data: bytes, max_pixels: int) -> np.ndarray:
-    """The image in `data` as RGB uint8, refused over `max_pixels`; errors name upload `name`."""
-    width, height = _declared_size(data)
-    if width * height > max_pixels:
-        raise TooLarge(f"{name}: image is {width}x{height} px, over the limit of {max_pixels}")
+def decode(name: str, data: bytes) -> np.ndarray:
+    """The image in `data` as RGB uint8; errors name upload `name`."""
     with tempfile.NamedTemporaryFile(prefix="anomalens-upload-") as file:
         file.write(data)
         file.flush()
@@ -66,11 +78,13 @@ def decode(name: str, data: bytes, max_pixels: int) -> np.ndarray:
             raise ImageError(name, error.problem) from None
 
 
-def _declared_size(data: bytes) -> tuple[int, int]:
+def _declared_size(name: str, data: bytes) -> tuple[int, int]:
     """(width, height) from the image header, or (0, 0) when the header cannot be read (decoding
-    then reports the problem)."""
+    then reports the problem); TooLarge when PIL itself refuses it as a decompression bomb."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise TooLarge(f"{name}: image is over {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
+    except (OSError, SyntaxError, ValueError):
         return 0, 0
