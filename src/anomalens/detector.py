@@ -82,14 +82,13 @@ class Detector:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Detector":
         """An unfitted detector with the configuration `config()` returned."""
-        detector = cls.__new__(cls)
-        detector.max_false_alarm = config["max_false_alarm"]
-        detector.min_region_area = config["min_region_area"]
-        detector.smoothing_sigma = config["smoothing_sigma"]
-        detector.method = create_method(config["method"], **config["method_params"])
-        detector.thresholds, detector.references, detector.reference_outliers = {}, [], []
-        detector.defect_types = DefectTypes.for_method(detector.method.config())
-        return detector
+        return cls(
+            method=config["method"],
+            max_false_alarm=config["max_false_alarm"],
+            min_region_area=config["min_region_area"],
+            smoothing_sigma=config["smoothing_sigma"],
+            **config["method_params"],  # backbone, resolution and seed bind to their names
+        )
 
     @property
     def is_fitted(self) -> bool:

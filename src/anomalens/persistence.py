@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 from anomalens.calibration import Threshold
 from anomalens.defect_types.registry import DefectTypes
 from anomalens.errors import ModelFileError
+from anomalens.io.atomic import sync_to_disk
 
 if TYPE_CHECKING:
     from anomalens.detector import Detector
@@ -54,6 +55,8 @@ def save_detector(detector: "Detector", path: Path) -> Path:
         }
         arrays |= {f"types.{name}": v for name, v in detector.defect_types.state().items()}
         save_file(arrays, str(staging / ARRAYS_FILE))
+        for written in (staging / CONFIG_FILE, staging / ARRAYS_FILE):
+            sync_to_disk(written)
         _replace_directory(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 
+def sync_to_disk(path: Path) -> None:
+    """Make the file's content durable, so that a rename after it never reveals it half-written
+    after a power loss."""
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` then atomically rename the temporary file to `path`."""
+    """Call `write(tmp_path)`, sync it to disk, then atomically rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -17,6 +24,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        sync_to_disk(tmp)
         tmp.chmod(0o644)  # mkstemp creates 0600; outputs are meant to be shared
         os.replace(tmp, path)
     finally:

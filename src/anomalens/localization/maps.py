@@ -16,7 +16,8 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian smoothing of a (H, W) tensor with reflected borders."""
+    """Separable Gaussian smoothing of a (H, W) tensor with reflected borders (replicated
+    when a side is no longer than the kernel's radius, which reflection cannot pad)."""
     if sigma <= 0:
         return image
     kernel = gaussian_kernel(sigma)

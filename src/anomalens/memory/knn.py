@@ -27,7 +27,8 @@ TRAINING_PER_LIST = 39
 """Bank rows per inverted list to train the index's k-means (faiss's minimum): smaller banks
 get fewer lists."""
 CODE_BITS = 4
-"""Bits of each pair of dimensions' code (16 centres), the width faiss's fast scan works on."""
+"""Bits of each pair of dimensions' code (16 centres), the width faiss's fast scan works on
+(single dimensions when the dimension count is odd)."""
 CODE_TRAINING_ROWS = 2**CODE_BITS * TRAINING_PER_LIST
 """Rows that train the compressed codes' centres; smaller banks repeat rows."""
 
@@ -59,9 +60,9 @@ def inverted_file_index(
     """An approximate index over `bank` (N, D) float32 with `lists` inverted lists and faiss
     `metric`, searching probe_count(lists) lists and re-ranking REFINE_FACTOR candidates exactly.
 
-    The lists hold 4-bit product-quantised codes of pairs of dimensions, scanned with faiss's
-    SIMD "fast scan"; the candidates they yield are re-ranked with the full vectors, so returned
-    distances are exact and only the choice of nearest row is approximate. The k-means of the
+    The lists hold 4-bit product-quantised codes of pairs of dimensions (of single dimensions
+    when D is odd), scanned with faiss's SIMD "fast scan"; the candidates they yield are
+    re-ranked with the full vectors, so returned distances are exact and only the choice of nearest row is approximate. The k-means of the
     lists and the codes' centres train on a seeded sample of the bank, unless `centroids`
     (lists, D) and `codebook` (16·D,) from an earlier training are given; centroids alone
     retrain only the codes.

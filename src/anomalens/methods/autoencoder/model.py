@@ -3,10 +3,11 @@
 import torch
 from torch import nn
 
-DOWNSAMPLING = 32
-"""The encoder halves the image side five times; input sides must be multiples of this."""
 WIDTH_MULTIPLIERS = (1, 2, 4, 4, 4)
 """Channels after each halving of the encoder, in units of the base width (decoder mirrors)."""
+DOWNSAMPLING = 2 ** len(WIDTH_MULTIPLIERS)
+"""The encoder halves the image side once per entry above; input sides must be multiples of
+this."""
 
 
 class ConvAutoencoder(nn.Module):
