@@ -62,10 +62,10 @@ def inverted_file_index(
 
     The lists hold 4-bit product-quantised codes of pairs of dimensions (of single dimensions
     when D is odd), scanned with faiss's SIMD "fast scan"; the candidates they yield are
-    re-ranked with the full vectors, so returned distances are exact and only the choice of nearest row is approximate. The k-means of the
-    lists and the codes' centres train on a seeded sample of the bank, unless `centroids`
-    (lists, D) and `codebook` (16·D,) from an earlier training are given; centroids alone
-    retrain only the codes.
+    re-ranked with the full vectors, so returned distances are exact and only the choice of
+    nearest row is approximate. The k-means of the lists and the codes' centres train on a
+    seeded sample of the bank, unless `centroids` (lists, D) and `codebook` (16·D,) from an
+    earlier training are given; centroids alone retrain only the codes.
     """
     count, dim = bank.shape
     if centroids is not None and centroids.shape != (lists, dim):
