@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,7 +15,6 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from anomalens.cli import main
-from anomalens.errors import ImageError
 from anomalens.formats.html_report import ResultsDirError, write_html_report
 
 IMAGES = [
@@ -187,11 +187,12 @@ def test_malformed_image_entry_is_named(tmp_path):
         write_html_report(results_dir, tmp_path / "report.html")
 
 
-def test_unreadable_overlay_is_named(tmp_path):
-    results_dir = write_results(tmp_path, IMAGES[:1])
+def test_an_unreadable_overlay_is_named_in_its_row_and_the_others_are_shown(tmp_path):
+    results_dir = write_results(tmp_path, IMAGES[:2])
     (results_dir / IMAGES[0]["overlay"]).write_bytes(b"not a png")
-    with pytest.raises(ImageError, match=r"overlays/exp1\.png"):
-        write_html_report(results_dir, tmp_path / "report.html")
+    page = write_html_report(results_dir, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert re.search(r"overlay unreadable: .*overlays/exp1\.png", page)
+    assert len(tags_of(page, "img")) == 1
 
 
 def test_overlay_outside_the_results_directory_is_refused(tmp_path):
@@ -200,8 +201,8 @@ def test_overlay_outside_the_results_directory_is_refused(tmp_path):
     results_dir.mkdir()
     entry = {**IMAGES[1], "overlay": "../outside.png"}
     (results_dir / "results.json").write_text(json.dumps({"images": [entry]}), encoding="utf-8")
-    with pytest.raises(ResultsDirError, match="outside the results directory"):
-        write_html_report(results_dir, tmp_path / "report.html")
+    page = write_html_report(results_dir, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "outside the results directory" in page and not tags_of(page, "img")
 
 
 def test_page_renders_in_headless_chromium_without_errors_and_sorts_and_filters(report):

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from anomalens.errors import AnomalensError
+from anomalens.errors import AnomalensError, ImageError
 from anomalens.io.atomic import write_text
 from anomalens.io.images import load_image
 
@@ -46,6 +46,8 @@ def read_results(results_dir: Path) -> dict[str, Any]:
         raise ResultsDirError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(results, dict) or not isinstance(results.get("images"), list):
         raise ResultsDirError(f"{path}: expected a JSON object with an 'images' list")
+    if not isinstance(results.get("model") or {}, dict):
+        raise ResultsDirError(f"{path}: 'model' should be a JSON object")
     return results
 
 
@@ -58,7 +60,7 @@ def render_report(results_dir: Path, results: dict[str, Any]) -> str:
     for index, entry in enumerate(images):
         try:
             rows.append(_image_row(results_dir, entry))
-        except (KeyError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ResultsDirError(
                 f"{results_dir / RESULTS_FILE}: image entry {index} is malformed ({error!r})"
             ) from None
@@ -116,12 +118,7 @@ def _image_row(results_dir: Path, entry: dict[str, Any]) -> str:
     path, verdict, boxes = str(entry["path"]), str(entry["verdict"]), entry["boxes"]
     score = float(entry["score"])
     labels = sorted({_label(box) for box in boxes})
-    overlay = entry.get("overlay")
-    picture = (
-        f'<img src="{_jpeg_data_uri(results_dir, overlay)}" alt="overlay of {escape(path)}">'
-        if overlay
-        else "no overlay"
-    )
+    picture = _picture(results_dir, entry.get("overlay"), path)
     return (
         f'<tr data-verdict="{escape(verdict)}">'
         f'<td class="picture">{picture}</td>'
@@ -133,6 +130,16 @@ def _image_row(results_dir: Path, entry: dict[str, Any]) -> str:
         f'<td data-value="{escape(", ".join(labels))}">{_box_list(boxes)}</td>'
         "</tr>"
     )
+
+
+def _picture(results_dir: Path, overlay: str | None, path: str) -> str:
+    """The overlay as an inline image, or why there is none; one bad file spoils only its row."""
+    if not overlay:
+        return "no overlay"
+    try:
+        return f'<img src="{_jpeg_data_uri(results_dir, overlay)}" alt="overlay of {escape(path)}">'
+    except (ImageError, ResultsDirError) as error:
+        return f"overlay unreadable: {escape(str(error))}"
 
 
 def _label(box: dict[str, Any]) -> str:
