@@ -427,8 +427,9 @@ def main() -> None:
     command = shlex.join([".venv/bin/python", "benchmarks/comparison.py", *sys.argv[1:]])
     (dataset,) = discover(args.data)
     data = args.data
-    if args.test_every > 1:
-        data = test_subset(dataset, args.test_every, args.reports / f"test-every{args.test_every}")
+    if args.test_every > 1:  # the subset's data and reports live apart from the full set's
+        args.reports = args.reports / f"test-every{args.test_every}"
+        data = test_subset(dataset, args.test_every, args.reports)
     kept = len(discover(data)[0].test)
     test_set = f"{kept} of the {len(dataset.test)} test images"
     if args.test_every > 1:
