@@ -23,7 +23,7 @@ from anomalens.calibration import OUTLIER_Z, outliers
 from anomalens.data import discover
 from anomalens.data.dataset import Dataset
 from anomalens.data.shots import seeded_order
-from anomalens.io.images import load_image
+from anomalens.detector import SPLIT_BELOW
 
 
 def catch_intruders(dataset: Dataset, shots: int, seed: int) -> int:
@@ -59,18 +59,18 @@ def main() -> None:
 
     references = seeded_order(dataset.pool, args.seed)[: args.shots]
     detector = Detector(max_false_alarm=args.max_false_alarm, seed=args.seed)
-    images = [load_image(path) for path in references]
-    held_out = detector.method.fit_with_holdout(images)  # the scores Detector.fit flags by
-    reference_scores = [scores.image_score for scores in held_out]
-    detector.fit(images, progress=True)
+    detector.fit(references, progress=True)
+    reference_scores = detector.held_out_scores  # what fit flags outliers by (one per reference)
+    checks_outliers = len(references) >= SPLIT_BELOW
     flagged: dict[str, list[bool]] = defaultdict(list)
     as_outlier: dict[str, list[bool]] = defaultdict(list)
     for start in range(0, len(dataset.test), 8):
         batch = dataset.test[start : start + 8]
         for sample, result in zip(batch, detector.predict([s.path for s in batch]), strict=True):
             flagged[sample.defect_type].append(result.is_anomalous)
-            candidate = outliers(np.array([*reference_scores, result.score]))
-            as_outlier[sample.defect_type].append(len(reference_scores) in candidate)
+            if checks_outliers:
+                candidate = outliers(np.array([*reference_scores, result.score]))
+                as_outlier[sample.defect_type].append(len(reference_scores) in candidate)
     threshold = detector.thresholds["image"]
     target = args.max_false_alarm
     print(f"image threshold {threshold.value:.4f} ({threshold.method}, target {target:.0%})")
@@ -78,6 +78,9 @@ def main() -> None:
         rate = sum(verdicts) / len(verdicts)
         label = "false-alarm rate" if defect_type == "good" else "recall"
         print(f"{defect_type:<10} {label:<16} {rate:6.1%}  ({sum(verdicts)}/{len(verdicts)})")
+    if not checks_outliers:
+        print(f"fit flags no outlier among fewer than {SPLIT_BELOW} references")
+        return
     print(f"flagged as an outlier among the {len(references)} references (robust z > {OUTLIER_Z}):")
     for defect_type, verdicts in sorted(as_outlier.items()):
         rate = sum(verdicts) / len(verdicts)

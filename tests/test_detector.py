@@ -53,6 +53,7 @@ def test_a_loaded_detector_gives_bit_identical_results(fitted, tmp_path):
     assert after.score == before.score
     np.testing.assert_array_equal(after.anomaly_map, before.anomaly_map)
     assert loaded.thresholds == fitted.thresholds
+    assert loaded.held_out_scores == fitted.held_out_scores
 
 
 @pytest.mark.parametrize("method", ["anomalydino", "patchcore"])
@@ -113,7 +114,7 @@ def test_defective_references_are_flagged_and_can_be_excluded():
     detector = Detector(resolution=64, rotation=False)
     detector.fit(references, names=names, exclude_outliers=True)
     assert detector.reference_outliers == ["ref14.png", "ref15.png"]
-    assert len(detector.references) == 14
+    assert len(detector.references) == len(detector.held_out_scores) == 14
 
 
 def test_one_reference_is_enough(tmp_path):

@@ -67,6 +67,7 @@ class Detector:
         self.thresholds: dict[str, Threshold] = {}
         self.references: list[str] = []
         self.reference_outliers: list[str] = []
+        self.held_out_scores: list[float] = []
         self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
@@ -107,7 +108,9 @@ class Detector:
         With SPLIT_BELOW (8) references or more, references that score as outliers against the
         others are listed in `reference_outliers` by name (`names`, else the path or
         "<array i>"); with `exclude_outliers` they are dropped and the fit is redone. Fewer
-        references are too few to tell an outlier, and none is flagged.
+        references are too few to tell an outlier, and none is flagged. `held_out_scores` keeps
+        the held-out image scores the image threshold was set from (one per reference, or per
+        reference quadrant below SPLIT_BELOW).
         """
         if not images:
             raise ValueError("fit needs at least one good image")
@@ -123,6 +126,7 @@ class Detector:
             self.reference_outliers = outliers
             return self
         self.references = names
+        self.held_out_scores = image_scores.tolist()
         self.thresholds = {
             "image": calibration.calibrate(image_scores, self.max_false_alarm),
             "pixel": calibration.calibrate(

@@ -47,6 +47,7 @@ def save_detector(detector: "Detector", path: Path) -> Path:
             "thresholds": detector.threshold_dicts(),
             "references": detector.references,
             "reference_outliers": detector.reference_outliers,
+            "held_out_scores": detector.held_out_scores,
             "defect_types": detector.defect_types.document(),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
@@ -90,6 +91,7 @@ def load_detector(path: Path) -> "Detector":
         detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
         detector.references = document["references"]
         detector.reference_outliers = document["reference_outliers"]
+        detector.held_out_scores = document.get("held_out_scores", [])  # saved since stop 13
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(
                 document["defect_types"], _prefixed(arrays, "types.")

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         **detector.config(),
         "references": detector.references,
         "reference_outliers": detector.reference_outliers,
+        "held_out_scores": detector.held_out_scores,
         "thresholds": detector.threshold_dicts(),
         "defect_types": describe(detector.defect_types),
     }
