@@ -7,7 +7,7 @@ import pytest
 from images import texture, with_defect
 
 from anomalens import Detector
-from anomalens.errors import ModelFileError
+from anomalens.errors import ConfigError, ModelFileError
 from anomalens.methods import METHODS
 
 REFERENCES = [texture(seed) for seed in range(8)]
@@ -146,3 +146,8 @@ def test_an_unknown_method_names_the_choices():
 def test_unset_backbone_and_resolution_take_the_methods_own_defaults(method, resolution):
     assert Detector(method=method).method.config()["resolution"] == resolution
     assert Detector(method=method, resolution=64).method.config()["resolution"] == 64
+
+
+def test_a_backbone_given_to_a_method_without_one_is_refused():
+    with pytest.raises(ConfigError, match="autoencoder method has no backbone"):
+        Detector(method="autoencoder", backbone="efficientnet_lite0")

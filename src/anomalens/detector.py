@@ -239,11 +239,16 @@ class Detector:
 
 
 def _accepted(method: str, **common: Any) -> dict[str, Any]:
-    """The common keywords given (not None) that `method`'s constructor takes."""
+    """The common keywords given (not None) that `method`'s constructor takes; a ConfigError
+    for a backbone or resolution given to a method without one (the seed, always given, goes
+    only to methods that draw at random)."""
     given = {key: value for key, value in common.items() if value is not None}
     if method not in METHODS:
         return given
     parameters = inspect.signature(METHODS[method]).parameters
+    unused = [key for key in given if key not in parameters and key != "seed"]
+    if unused:
+        raise ConfigError(f"the {method} method has no {' or '.join(unused)} to set")
     return {key: value for key, value in given.items() if key in parameters}
 
 
