@@ -17,6 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from anomalens.data import discover
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
 from anomalens.memory.knn import (
@@ -81,10 +82,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=21, help="test images searched")
     args = parser.parse_args()
     method = AnomalyDINO(resolution=args.resolution)
-    pool = sorted((args.data / "train" / "good").glob("*"))
-    references = [load_image(path) for path in seeded_order(pool, 0)[: args.shots]]
+    (dataset,) = discover(args.data)
+    references = [load_image(path) for path in seeded_order(dataset.pool, 0)[: args.shots]]
     bank = unit_rows(method.bank_patches(references, progress=False)[0])
-    tests = sorted((args.data / "test").glob("*/*"))
+    tests = sorted(sample.path for sample in dataset.test)
     tests = tests[:: max(1, len(tests) // args.images)][: args.images]
     queries = [
         unit_rows(grid.features.reshape(-1, grid.features.shape[-1]))

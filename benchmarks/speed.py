@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from anomalens import Detector
+from anomalens.data import discover
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
-from anomalens.localization.regions import find_boxes
+from anomalens.results import Result
 
 
 def timed(function, *args) -> tuple[float, object]:
@@ -29,12 +30,10 @@ def timed(function, *args) -> tuple[float, object]:
     return 1000 * (time.perf_counter() - start), value
 
 
-def post_process(detector: Detector, grid, found) -> list:
-    """Patch scores to image score, map, mask and boxes, as `Detector.predict` does."""
-    scores = detector.method._scores(grid, *found)
-    pixel_map = detector._map(scores)
-    mask = pixel_map >= detector.thresholds["pixel"].value
-    return find_boxes(pixel_map, mask, detector.min_region_area)
+def post_process(detector: Detector, grid, found) -> Result:
+    """Patch scores to image score, map, mask and boxes: the steps of `Detector.predict` after
+    the search, through the same private methods."""
+    return detector._result(detector.method._scores(grid, *found), None)
 
 
 def profile(detector: Detector, images: list[np.ndarray]) -> dict[str, float]:
@@ -71,8 +70,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--approximate", action="store_true", help="also time the IVF index")
     args = parser.parse_args()
-    pool = sorted((args.data / "train" / "good").glob("*"))
-    tests = sorted((args.data / "test").glob("*/*"))[:: max(1, 542 // args.images)][: args.images]
+    (dataset,) = discover(args.data)
+    pool = dataset.pool
+    tests = sorted(sample.path for sample in dataset.test)
+    tests = tests[:: max(1, len(tests) // args.images)][: args.images]
     images = [load_image(path) for path in tests]
     print(f"torch threads {torch.get_num_threads()}; {len(images)} MTD test images per setting")
     header = "resolution shots index   bank  features  search  post  total  forward  ratio"
