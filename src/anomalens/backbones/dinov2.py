@@ -23,11 +23,16 @@ from anomalens.backbones.checkpoints import (
     read_huggingface_folder,
     read_state_dict,
 )
-from anomalens.backbones.vit import VisionTransformer, fuse_qkv, rename_keys, vit_shape
+from anomalens.backbones.vit import (
+    HEAD_DIM,
+    VisionTransformer,
+    fuse_qkv,
+    rename_keys,
+    vit_shape,
+)
 
 _URL = "https://dl.fbaipublicfiles.com/dinov2"
 _SIZES = {"s": "small", "b": "base", "l": "large", "g": "giant"}
-_HEAD_DIM = 64
 # Hugging Face key patterns -> Meta's names (query/key/value are fused into qkv afterwards).
 _HF_RENAMES = (
     (r"^embeddings\.cls_token$", "cls_token"),
@@ -114,7 +119,7 @@ def load_dinov2(name: str, path: Path) -> DinoV2:
         shape = vit_shape(state)
         model = DinoV2(
             name,
-            heads=heads or shape["dim"] // _HEAD_DIM,
+            heads=heads or shape["dim"] // HEAD_DIM,
             registers=state["register_tokens"].shape[1] if "register_tokens" in state else 0,
             grid=math.isqrt(state["pos_embed"].shape[1] - 1),
             **shape,

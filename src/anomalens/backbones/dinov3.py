@@ -25,9 +25,15 @@ from anomalens.backbones.checkpoints import (
     read_huggingface_folder,
     read_state_dict,
 )
-from anomalens.backbones.vit import Rope, VisionTransformer, fuse_qkv, rename_keys, vit_shape
+from anomalens.backbones.vit import (
+    HEAD_DIM,
+    Rope,
+    VisionTransformer,
+    fuse_qkv,
+    rename_keys,
+    vit_shape,
+)
 
-_HEAD_DIM = 64
 _CHECKPOINTS = {
     "dinov3_vits16": "dinov3_vits16_pretrain_lvd1689m-08c60483.pth",
     "dinov3_vits16plus": "dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth",
@@ -154,7 +160,7 @@ def load_dinov3(name: str, path: Path) -> DinoV3:
         shape = vit_shape(state)
         model = DinoV3(
             name,
-            heads=heads or shape["dim"] // _HEAD_DIM,
+            heads=heads or shape["dim"] // HEAD_DIM,
             storage=state["storage_tokens"].shape[1],
             **shape,
         )

@@ -15,6 +15,9 @@ from anomalens.backbones.base import Backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+HEAD_DIM = 64
+"""Width of one attention head in Meta's DINO ViTs: a checkpoint without a config has
+width / 64 heads."""
 Rope = tuple[torch.Tensor, torch.Tensor]
 """Rotary position embedding of the patch tokens: (cos, sin), each (patches, head dim)."""
 
