@@ -200,14 +200,21 @@ def stack_levels(levels: dict[str, torch.Tensor], normalize_each: bool = False) 
     With normalize_each, each level is L2-normalised per position first so that no level
     dominates the distance by its channel count or scale.
     """
-    finest = max(levels.values(), key=lambda t: t.shape[-1] * t.shape[-2])
-    size = finest.shape[-2:]
-    parts = []
-    for value in levels.values():
-        if value.shape[-2:] != size:
-            value = F.interpolate(value[None], size=size, mode="bilinear", align_corners=False)[0]
-        parts.append(F.normalize(value, dim=0) if normalize_each else value)
-    return torch.cat(parts, dim=0)
+    size = finest_size(levels)
+    parts = [resized(value, size) for value in levels.values()]
+    return torch.cat([F.normalize(p, dim=0) for p in parts] if normalize_each else parts, dim=0)
+
+
+def finest_size(levels: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(h, w) of the level with the most grid positions."""
+    return max((tuple(t.shape[-2:]) for t in levels.values()), key=lambda s: s[0] * s[1])
+
+
+def resized(value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (C, h, w) map resized bilinearly to `size` (itself when it has that size already)."""
+    if tuple(value.shape[-2:]) == tuple(size):
+        return value
+    return F.interpolate(value[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 def _round_to(value: int, multiple: int) -> int:

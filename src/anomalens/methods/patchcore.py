@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anomalens.features import FeatureExtractor
+from anomalens.features import FeatureExtractor, finest_size, resized
 from anomalens.memory.coreset import greedy_coreset
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 
@@ -113,15 +113,13 @@ class PatchCore(MemoryBankMethod):
 def locally_aware_features(levels: dict[str, torch.Tensor], dimension: int | None) -> torch.Tensor:
     """(D, h, w) PatchCore features: each level 3x3 average-pooled, upsampled to the finest grid,
     pooled over channels to `dimension`, concatenated and pooled to `dimension` again."""
-    size = max((t.shape[-2:] for t in levels.values()), key=lambda s: s[0] * s[1])
+    size = finest_size(levels)
     total = sum(t.shape[0] for t in levels.values())
     dimension = dimension or min(total, MAX_DIMENSION)
     pooled = []
     for value in levels.values():
-        value = F.avg_pool2d(value[None], kernel_size=3, stride=1, padding=1)
-        if value.shape[-2:] != size:
-            value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)
-        pooled.append(_pool_channels(value[0], dimension))
+        value = F.avg_pool2d(value[None], kernel_size=3, stride=1, padding=1)[0]
+        pooled.append(_pool_channels(resized(value, size), dimension))
     return _pool_channels(torch.cat(pooled), dimension)
 
 
