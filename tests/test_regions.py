@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import ndimage
 
-from anomalens.localization.regions import EIGHT_CONNECTED, find_boxes, region_mask
+from anomalens.localization.regions import EIGHT_CONNECTED, find_boxes, region_masks
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +49,11 @@ def test_peaks_and_areas_match_scipy_on_random_masks():
     assert [b.area for b in boxes] == [int(area) for _, area in expected]
 
 
-def test_region_mask_returns_the_boxed_region_only():
+def test_region_masks_return_each_boxed_region_only():
     anomaly_map, mask = hand_made()
-    block = find_boxes(anomaly_map, mask, min_area=1)[1]
-    region = region_mask(mask, block)
-    assert region.sum() == 12 and region[5:8, 6:10].all()
+    boxes = find_boxes(anomaly_map, mask, min_area=1)
+    regions = region_masks(mask, boxes)
+    assert len(regions) == len(boxes)
+    assert regions[1].sum() == 12 and regions[1][5:8, 6:10].all()
+    assert not np.any(np.sum(regions, axis=0) > 1)  # no pixel in two regions
+    assert sum(region.sum() for region in regions) == mask.sum()

@@ -7,7 +7,7 @@ import numpy as np
 
 from anomalens.data.masks import load_mask
 from anomalens.errors import ImageError
-from anomalens.localization.regions import region_mask
+from anomalens.localization.regions import region_masks
 from anomalens.results import Box, Result
 
 MaskInput = str | Path | np.ndarray
@@ -90,7 +90,7 @@ def strongest_region(result: Result, image_name: str) -> np.ndarray:
             "no defect region found (no pixel above the detector's pixel threshold); "
             "give a mask or a box",
         )
-    return region_mask(result.mask, result.boxes[0])
+    return region_masks(result.mask, result.boxes[:1])[0]
 
 
 def _per_example(values: Sequence | None, kind: str, count: int) -> list:

@@ -8,7 +8,7 @@ import numpy as np
 from anomalens.calibration import prediction_margin
 from anomalens.defect_types.embedding import RegionEmbedder
 from anomalens.errors import AnomalensError, ConfigError
-from anomalens.localization.regions import region_mask
+from anomalens.localization.regions import region_masks
 from anomalens.results import Result
 
 UNKNOWN = "unknown"
@@ -163,7 +163,7 @@ class DefectTypes:
         embeddings = self.embedder.embed(
             [images[i] for i in boxed],
             [results[i].anomaly_map for i in boxed],
-            [[region_mask(results[i].mask, box) for box in results[i].boxes] for i in boxed],
+            [region_masks(results[i].mask, results[i].boxes) for i in boxed],
         )
         for index, rows in zip(boxed, embeddings, strict=True):
             for box, (name, similarity) in zip(results[index].boxes, self.match(rows), strict=True):

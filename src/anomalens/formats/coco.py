@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from anomalens.io.atomic import write_json
-from anomalens.localization.regions import region_mask
+from anomalens.localization.regions import region_masks
 from anomalens.results import Result
 
 UNTYPED_CATEGORY = "anomaly"
@@ -44,7 +44,8 @@ def coco_detections(
                 "verdict": result.verdict,
             }
         )
-        for box in result.boxes:
+        regions = region_masks(result.mask, result.boxes)
+        for box, region in zip(result.boxes, regions, strict=True):
             category = box.defect_type if box.defect_type in category_ids else UNTYPED_CATEGORY
             annotations.append(
                 {
@@ -55,7 +56,7 @@ def coco_detections(
                     "area": box.area,
                     "score": float(box.score),
                     "iscrowd": 0,
-                    "segmentation": rle_encode(region_mask(result.mask, box)),
+                    "segmentation": rle_encode(region),
                 }
             )
     categories = [

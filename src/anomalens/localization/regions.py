@@ -35,11 +35,17 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
     return sorted(boxes, key=lambda box: box.score, reverse=True)
 
 
-def region_mask(mask: np.ndarray, box: Box) -> np.ndarray:
-    """The pixels of `mask` in the 8-connected region that `box` was drawn around."""
+def region_masks(mask: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    """The pixels of `mask` in the 8-connected region each of `boxes` was drawn around (the
+    first such region when two share their bounds); the mask is labelled once for all boxes."""
     labels, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    bounds = (slice(box.y0, box.y1), slice(box.x0, box.x1))
-    for label, slices in enumerate(ndimage.find_objects(labels), start=1):
-        if slices == bounds:
-            return labels == label
-    raise ValueError(f"no region of the mask has the bounds of {box}")
+    by_bounds: dict[tuple[int, int, int, int], int] = {}
+    for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        by_bounds.setdefault((rows.start, rows.stop, cols.start, cols.stop), label)
+    regions = []
+    for box in boxes:
+        label = by_bounds.get((box.y0, box.y1, box.x0, box.x1))
+        if label is None:
+            raise ValueError(f"no region of the mask has the bounds of {box}")
+        regions.append(labels == label)
+    return regions
