@@ -7,6 +7,7 @@ import pytest
 from synthetic_data import SIZE, make_folders, make_mvtec, write_image, write_mask
 
 from anomalens.data import DatasetError, discover
+from anomalens.data.dataset import relative_name
 from anomalens.data.masks import load_mask
 from anomalens.data.shots import (
     FULL,
@@ -158,6 +159,17 @@ def test_shot_count_refuses_more_shots_than_the_pool_has():
     assert shot_count(FULL, pool) == 2
     with pytest.raises(DatasetError, match="3 shots asked but it has only 2 images"):
         shot_count(3, pool)
+
+
+def test_a_dataset_of_symbolic_links_keeps_its_own_names(tmp_path):
+    store = make_mvtec(tmp_path / "store")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for folder in ("train", "test", "ground_truth"):
+        (linked / folder).symlink_to(store / folder, target_is_directory=True)
+    path = linked / "test" / "hole" / "000.png"
+    assert relative_name(path, linked) == "test/hole/000.png"
+    assert relative_name(tmp_path / "x" / ".." / "linked" / "a.png", linked) == "a.png"
 
 
 def test_reference_list_round_trips_relative_to_root(tmp_path):

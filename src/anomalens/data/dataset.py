@@ -1,5 +1,6 @@
 """The common dataset type: a pool of good reference images and labelled test samples."""
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,8 +123,13 @@ def defective_samples(
 
 
 def relative_name(path: Path, root: Path) -> str:
-    """`path` relative to `root` with forward slashes, or the absolute path outside `root`."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
+    """`path` relative to `root` with forward slashes, or the absolute path outside `root`.
+
+    Paths are compared as written first (made absolute, `..` folded), so that a dataset of
+    symbolic links (git-annex, DVC) keeps its own names, and with links resolved second.
+    """
+    written = Path(os.path.normpath(path.absolute())), Path(os.path.normpath(root.absolute()))
+    for candidate, base in (written, (path.resolve(), root.resolve())):
+        if candidate.is_relative_to(base):
+            return candidate.relative_to(base).as_posix()
+    return path.resolve().as_posix()
