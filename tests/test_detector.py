@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from images import texture, with_defect
 
-from anomalens import Detector
-from anomalens.errors import ConfigError, ModelFileError
+from anomalens import Detector, features
+from anomalens.errors import ConfigError, MissingWeightsError, ModelFileError
 from anomalens.methods import METHODS
 
 REFERENCES = [texture(seed) for seed in range(8)]
@@ -104,6 +104,19 @@ def test_altered_model_files_give_an_error_naming_the_model(damage, tmp_path):
     Detector(resolution=64, rotation=False).fit(REFERENCES[:4]).save(tmp_path / "model")
     damage(tmp_path / "model")
     with pytest.raises(ModelFileError, match=str(tmp_path / "model")):
+        Detector.load(tmp_path / "model")
+
+
+def test_missing_backbone_weights_are_reported_as_such_not_as_a_damaged_model(
+    tmp_path, monkeypatch
+):
+    Detector(resolution=64, rotation=False).fit(REFERENCES[:4]).save(tmp_path / "model")
+
+    def no_weights(name, weights=None):
+        raise MissingWeightsError(f"weights for backbone {name!r} not found")
+
+    monkeypatch.setattr(features, "load_backbone", no_weights)
+    with pytest.raises(MissingWeightsError, match="efficientnet_lite0"):
         Detector.load(tmp_path / "model")
 
 

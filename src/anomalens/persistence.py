@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from anomalens.calibration import Threshold
 from anomalens.defect_types.registry import DefectTypes
-from anomalens.errors import ModelFileError
+from anomalens.errors import AnomalensError, ModelFileError
 from anomalens.io.atomic import sync_to_disk
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ def load_detector(path: Path) -> "Detector":
             detector.defect_types = DefectTypes.restore(
                 document["defect_types"], _prefixed(arrays, "types.")
             )
+    except AnomalensError:  # missing or wrong backbone weights: the model files are fine
+        raise
     except Exception as error:  # a missing key, a wrong type or shape: the files were altered
         message = f"{type(error).__name__}: {error}"
         raise ModelFileError(f"{path}: inconsistent model files ({message})") from None
