@@ -225,7 +225,8 @@ async function createModel(event) {
   const fields = {
     name: $("#new-name").value.trim(),
     method: $("#new-method").value,
-    backbone: $("#new-backbone").value,
+    // The autoencoder learns its own features: it takes no backbone (the server refuses one).
+    backbone: $("#new-method").value === "autoencoder" ? "" : $("#new-backbone").value,
     resolution: $("#new-resolution").value,
   };
   const submit = $("#create-form button[type=submit]");
