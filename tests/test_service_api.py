@@ -18,7 +18,6 @@ from PIL import Image
 from anomalens.cli import main
 from anomalens.detector import Detector
 from anomalens.service import Limits, create_app, jobs
-from anomalens.service.origin import LOOPBACK_NAMES
 from anomalens.visualize import png_bytes
 
 DEFECT_CENTRE = (31, 47)
@@ -442,9 +441,11 @@ def test_serve_listens_on_loopback_by_default_and_warns_about_other_addresses(
     assert listened == [("127.0.0.1", 8000), ("0.0.0.0", 9000)]
 
 
-def test_another_site_may_read_nothing_it_could_not_already_and_change_nothing(client, model):
+def test_another_site_can_change_nothing(client, model):
     foreign = {"Origin": "http://evil.example"}
     assert client.delete(f"/api/models/{model}", headers=foreign).status_code == 403
+    sandboxed = client.delete(f"/api/models/{model}", headers={"Origin": "null"})
+    assert sandboxed.status_code == 403
     response = client.post(
         "/api/models", data={"name": "forged"}, files=good_images(), headers=foreign
     )
@@ -454,9 +455,14 @@ def test_another_site_may_read_nothing_it_could_not_already_and_change_nothing(c
     assert client.delete("/api/models/absent", headers=own).status_code == 404  # let through
 
 
-def test_a_loopback_server_answers_only_to_loopback_names(models_dir):
-    with TestClient(create_app(models_dir, LIMITS, LOOPBACK_NAMES)) as local:
-        for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000"):
+@pytest.mark.parametrize("bound", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_a_loopback_server_answers_only_to_loopback_names_and_its_own(tmp_path, monkeypatch, bound):
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: apps.append(app))
+    assert main(["serve", "--models", str(tmp_path), "--host", bound]) == 0
+    own = f"[{bound}]:8000" if ":" in bound else f"{bound}:8000"
+    with TestClient(apps[0]) as local:
+        for host in ("localhost:8000", "LocalHost.:8000", "127.0.0.1:8000", "[::1]:8000", own):
             assert local.get("/api/health", headers={"Host": host}).status_code == 200
         rebound = local.get("/api/health", headers={"Host": "evil.example:8000"})
         assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]

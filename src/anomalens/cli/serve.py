@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anomalens.service import Limits, create_app
     from anomalens.service.limits import MEBIBYTE
-    from anomalens.service.origin import LOOPBACK_NAMES
+    from anomalens.service.origin import LOOPBACK_NAMES, host_name
 
     if not is_loopback(args.host):
         print(
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_request_pixels=max(Limits.max_request_pixels, args.max_pixels),
     )
-    hosts = LOOPBACK_NAMES if is_loopback(args.host) else None
+    hosts = LOOPBACK_NAMES | {host_name(args.host)} if is_loopback(args.host) else None
     uvicorn.run(create_app(args.models, limits, hosts), host=args.host, port=args.port)
     return 0
 

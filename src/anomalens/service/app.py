@@ -154,8 +154,9 @@ def _model_routes(store: ModelStore, jobs: FitJobs, limits: Limits) -> APIRouter
         taken as its defect."""
         check_name(defect_type, "defect type name")
         store.require(name)
-        examples = read_images(_opened(files), limits, "example images")
-        regions = read_images(_opened(masks), limits, "masks") if masks else None
+        # One read, so that the request's limits bound the examples and masks together.
+        uploads = read_images([*_opened(files), *_opened(masks or [])], limits, "images and masks")
+        examples, regions = uploads[: len(files)], uploads[len(files) :]
         with store.use(name) as detector:
             try:
                 detector.add_defect_type(

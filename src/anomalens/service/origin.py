@@ -49,7 +49,10 @@ class SameOriginOnly:
 
 
 def host_name(host: str) -> str:
-    """The name in a Host header without its port: "[::1]:8000" -> "::1"."""
+    """The name in a Host header (or an address) without port, case or final dot:
+    "[::1]:8000" -> "::1", "LocalHost.:80" -> "localhost"."""
     if host.startswith("["):
-        return host[1 : host.find("]")]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        host = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.lower().rstrip(".")
