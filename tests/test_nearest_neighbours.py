@@ -90,7 +90,19 @@ def test_the_k_nearest_rows_of_other_images_come_nearest_first(approximate):
     assert distances.shape == indices.shape == (20, 3)
     assert np.all(owners[indices] != 0) and np.all(np.diff(distances, axis=1) >= 0)
     truth = np.sort(np.linalg.norm(bank[:20, None] - bank[None, 1000:], axis=-1), axis=1)[:, :3]
-    assert np.all(distances >= truth - 1e-4)  # never nearer than the true neighbours
+    if approximate:
+        assert np.all(distances >= truth - 1e-4)  # never nearer than the true neighbours
+    else:
+        np.testing.assert_allclose(distances, truth, rtol=1e-4)
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_asking_for_more_neighbours_than_rows_gives_every_row_and_no_padding(approximate):
+    bank, owners = clustered(9), np.array([0] * 5 + [1] * 4)
+    neighbours = NearestNeighbours("l2", approximate).fit(bank, owners)
+    assert np.array_equal(np.sort(neighbours.distances(bank[:2], k=20)[1], axis=1), [range(9)] * 2)
+    _, rows = neighbours.distances_excluding(bank[:2], owner=0, k=20)
+    assert np.array_equal(np.sort(rows, axis=1), [range(5, 9)] * 2)
 
 
 def test_excluding_the_only_owner_is_an_error():

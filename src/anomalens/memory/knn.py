@@ -159,15 +159,16 @@ class NearestNeighbours:
         return faiss.vector_to_array(lists_index.pq.centroids)
 
     def distances(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices), each (Q, k), nearest first."""
-        values, indices = self._index.search(self._prepare(queries), k)
+        """(distances, indices), each (Q, k), nearest first; k is cut to the bank's size, so
+        that no row is faiss's -1 padding."""
+        values, indices = self._index.search(self._prepare(queries), min(k, len(self.bank)))
         return self._to_distances(values), indices
 
     def distances_excluding(
         self, queries: np.ndarray, owner: int, k: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices), each (Q, k), of the k nearest bank rows not of image `owner`
-        (k at most the number of such rows), nearest first.
+        """(distances, indices), each (Q, k), of the k nearest bank rows not of image `owner`,
+        nearest first; k is cut to the number of such rows.
 
         Exact banks copy the other rows into a fresh flat index (copying costs far less than
         searching, and faiss's exact search with an ID filter is about ten times slower);
@@ -179,6 +180,7 @@ class NearestNeighbours:
             raise ValueError("the bank holds no patches of other images")
         queries = self._prepare(queries)
         kept = np.flatnonzero(~excluded)
+        k = min(k, len(kept))
         if not self.is_approximate:
             return self._search_rows(queries, kept, k)
         others = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(excluded)))
@@ -198,7 +200,8 @@ class NearestNeighbours:
     def _search_rows(
         self, queries: np.ndarray, rows: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact (distances, indices), each (Q, k), of prepared `queries` among bank `rows`."""
+        """Exact (distances, indices), each (Q, k), of prepared `queries` among bank `rows`
+        (k at most len(rows))."""
         index = flat_index(self.bank.shape[1], self._faiss_metric)
         index.add(self.bank[rows])
         values, indices = index.search(queries, k)

@@ -100,11 +100,9 @@ class PatchCore(MemoryBankMethod):
         query = grid.features.reshape(-1, bank.shape[1])[top]
         nearest = bank[indices[top]]
         if exclude is None:
-            size = min(self.reweight_neighbours, len(bank))
-            _, support = neighbours.distances(nearest, size)
+            _, support = neighbours.distances(nearest, self.reweight_neighbours)
         else:  # held out: the neighbourhood, like the nearest patch, lies in the other images
-            size = min(self.reweight_neighbours, int(np.sum(neighbours.owners != exclude)))
-            _, support = neighbours.distances_excluding(nearest, exclude, size)
+            _, support = neighbours.distances_excluding(nearest, exclude, self.reweight_neighbours)
         support_distances = np.linalg.norm(bank[support[0]] - query, axis=1)
         weight = 1.0 - torch.softmax(torch.from_numpy(support_distances), dim=0)[0].item()
         return scores.reshape(grid.features.shape[:2]), float(weight * scores[top])
