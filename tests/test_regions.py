@@ -52,7 +52,7 @@ def test_peaks_and_areas_match_scipy_on_random_masks():
 def test_region_masks_return_each_boxed_region_only():
     anomaly_map, mask = hand_made()
     boxes = find_boxes(anomaly_map, mask, min_area=1)
-    regions = region_masks(mask, boxes)
+    regions = list(region_masks(mask, boxes))
     assert len(regions) == len(boxes)
     assert regions[1].sum() == 12 and regions[1][5:8, 6:10].all()
     assert not np.any(np.sum(regions, axis=0) > 1)  # no pixel in two regions

@@ -90,7 +90,7 @@ def strongest_region(result: Result, image_name: str) -> np.ndarray:
             "no defect region found (no pixel above the detector's pixel threshold); "
             "give a mask or a box",
         )
-    return region_masks(result.mask, result.boxes[:1])[0]
+    return next(region_masks(result.mask, result.boxes[:1]))
 
 
 def _per_example(values: Sequence | None, kind: str, count: int) -> list:

@@ -163,7 +163,7 @@ class DefectTypes:
         embeddings = self.embedder.embed(
             [images[i] for i in boxed],
             [results[i].anomaly_map for i in boxed],
-            [region_masks(results[i].mask, results[i].boxes) for i in boxed],
+            [list(region_masks(results[i].mask, results[i].boxes)) for i in boxed],
         )
         for index, rows in zip(boxed, embeddings, strict=True):
             for box, (name, similarity) in zip(results[index].boxes, self.match(rows), strict=True):

@@ -1,5 +1,7 @@
 """Threshold an anomaly map and box its connected regions."""
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import ndimage
 
@@ -35,17 +37,16 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
     return sorted(boxes, key=lambda box: box.score, reverse=True)
 
 
-def region_masks(mask: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+def region_masks(mask: np.ndarray, boxes: list[Box]) -> Iterator[np.ndarray]:
     """The pixels of `mask` in the 8-connected region each of `boxes` was drawn around (the
-    first such region when two share their bounds); the mask is labelled once for all boxes."""
+    first such region when two share their bounds), one at a time; the mask is labelled once
+    for all boxes."""
     labels, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
     by_bounds: dict[tuple[int, int, int, int], int] = {}
     for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
         by_bounds.setdefault((rows.start, rows.stop, cols.start, cols.stop), label)
-    regions = []
     for box in boxes:
         label = by_bounds.get((box.y0, box.y1, box.x0, box.x1))
         if label is None:
             raise ValueError(f"no region of the mask has the bounds of {box}")
-        regions.append(labels == label)
-    return regions
+        yield labels == label
