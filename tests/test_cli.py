@@ -103,6 +103,22 @@ def test_an_unreadable_labelled_image_is_reported_and_the_calibrated_model_saved
     assert Detector.load(model).thresholds["image"].method.startswith("F1-optimal")
 
 
+def test_calibration_without_both_classes_keeps_the_reference_threshold_and_saves(
+    folders, tmp_path, capsys
+):
+    root, _ = folders
+    labelled = tmp_path / "labelled"
+    (labelled / "good").mkdir(parents=True)
+    (labelled / "defective").mkdir()
+    Image.fromarray(texture(80)).save(labelled / "good" / "0.png")
+    (labelled / "defective" / "0.png").write_bytes(b"unreadable")
+    model = tmp_path / "model"
+    argv = ["fit", str(root / "good"), "-o", str(model), "--resolution", "64"]
+    assert main([*argv, "--calibrate", str(labelled)]) == 1
+    assert "not calibrated, the references' threshold stays" in capsys.readouterr().err
+    assert Detector.load(model).thresholds["image"].method.startswith("log-normal")
+
+
 def test_info_says_how_thresholds_were_set(folders, capsys):
     _, model = folders
     assert main(["info", str(model)]) == 0

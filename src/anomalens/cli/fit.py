@@ -100,7 +100,8 @@ def reference_paths(args: argparse.Namespace) -> list[Path]:
 
 def calibrate(detector: Detector, folder: Path) -> int:
     """Set the F1-optimal image threshold on the labelled images under `folder`; unreadable
-    ones are reported and left out. Returns how many were."""
+    ones are reported and left out, and when too few are left (a class missing) the references'
+    threshold stays. Returns how many problems were reported."""
     images, labels, failed = [], [], 0
     for sample in (sample for dataset in discover(folder) for sample in dataset.test):
         try:
@@ -109,5 +110,10 @@ def calibrate(detector: Detector, folder: Path) -> int:
         except AnomalensError as error:
             report_error(sample.path, error)
             failed += 1
-    detector.calibrate(images, np.array(labels, dtype=bool))
+    try:
+        detector.calibrate(images, np.array(labels, dtype=bool))
+    except AnomalensError as error:
+        problem = f"not calibrated, the references' threshold stays ({error})"
+        report_error(folder, AnomalensError(problem))
+        failed += 1
     return failed

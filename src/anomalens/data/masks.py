@@ -14,7 +14,8 @@ MASK_SUFFIXES = ("_mask", "")
 def find_mask(folder: Path, stem: str) -> Path | None:
     """The mask in `folder` for the image named `stem`, or None when there is none; the
     suffix may be lower or upper case (`.png`, `.PNG`)."""
-    suffixes = sorted(IMAGE_SUFFIXES | {suffix.upper() for suffix in IMAGE_SUFFIXES})
+    lower = sorted(IMAGE_SUFFIXES)
+    suffixes = lower + [suffix.upper() for suffix in lower]  # as listed on case-blind disks
     for ending in MASK_SUFFIXES:
         for suffix in suffixes:
             candidate = folder / f"{stem}{ending}{suffix}"
