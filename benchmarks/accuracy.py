@@ -45,12 +45,17 @@ def main() -> None:
     print(f"{'metric':<14} " + " ".join(f"seed {run['seed']:<3}" for run in runs) + "  mean ± std")
     for name, spread in means.items():
         values = [run["metrics"].get(name, run.get(name)) for run in runs]
-        line = f"{name:<14} " + " ".join(f"{value:8.3f}" for value in values)
-        line += f"  {spread['mean']:.3f} ± {spread['std']:.3f}"
-        if name in TARGETS:
+        line = f"{name:<14} " + " ".join(_number(value, 8) for value in values)
+        line += f"  {_number(spread['mean'], 0)} ± {_number(spread['std'], 0)}"
+        if name in TARGETS and spread["mean"] is not None:
             met = "met" if spread["mean"] >= TARGETS[name] else "NOT met"
             line += f"  (target {TARGETS[name]:.2f}: {met})"
         print(line)
+
+
+def _number(value: float | None, width: int) -> str:
+    """`value` to 3 decimals, right-aligned in `width`; "n/a" for a metric without data."""
+    return f"{'n/a' if value is None else f'{value:.3f}':>{width}}"
 
 
 if __name__ == "__main__":
