@@ -91,7 +91,7 @@ def load_detector(path: Path) -> "Detector":
         detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
         detector.references = document["references"]
         detector.reference_outliers = document["reference_outliers"]
-        detector.held_out_scores = document.get("held_out_scores", [])  # saved since stop 13
+        detector.held_out_scores = document.get("held_out_scores", [])  # older models lack them
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(
                 document["defect_types"], _prefixed(arrays, "types.")
