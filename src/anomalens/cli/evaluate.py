@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "write metrics.json, report.md, scores.csv, curves and overlays to the output "
             "folder. DATA is an MVTec-AD category (train/good, test/<type>, ground_truth/"
             "<type>), a folder of such categories, or a folder with good/, defective/ and "
-            "optional masks/."
+            "optional masks/. Box ground truth, where a category has it (boxes/<stem>.txt or "
+            "annotations.json), adds box recall and precision at the detector's thresholds."
         ),
     )
     parser.add_argument("data", type=Path, help="dataset folder")
@@ -44,6 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="LIST.txt",
         help="use exactly these references (one path per line, relative to DATA) instead of "
         "the seeded draw; --shots is then ignored",
+    )
+    parser.add_argument(
+        "--boxes",
+        type=Path,
+        metavar="COCO.json",
+        help="box ground truth as a COCO file (bbox [x, y, w, h], images matched by file_name) "
+        "in place of each category's boxes/ folder or annotations.json",
     )
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help="test images per batch"
@@ -83,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         save_maps=args.save_maps,
     )
-    evaluate(args.data, args.output, settings, args.references)
+    evaluate(args.data, args.output, settings, args.references, boxes=args.boxes)
     print(f"report written to {args.output / 'report.md'}")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from anomalens.data.masks import find_mask
 from anomalens.errors import AnomalensError
 from anomalens.io.images import is_image_file
+from anomalens.metrics.boxes import Bounds
 
 GOOD = "good"
 """Defect type of normal images."""
@@ -26,12 +27,15 @@ class Sample:
         defect_type: "good" or the name of the defect.
         mask_path: pixel ground truth (nonzero = defective); None for good images, which have no
             defective pixels, and for defective images whose mask is missing.
+        boxes: ground-truth defect boxes (see `anomalens.data.boxes`); None for good images,
+            which have none, and for defective images without usable box ground truth.
     """
 
     path: Path
     label: int
     defect_type: str
     mask_path: Path | None = None
+    boxes: tuple[Bounds, ...] | None = None
 
 
 @dataclass
@@ -45,7 +49,10 @@ class Dataset:
         pool: good images the k-shot references are drawn from, sorted.
         test: the test samples, sorted by path.
         has_masks: whether the dataset has pixel ground truth at all.
-        problems: layout problems that do not stop the evaluation (missing or orphan masks).
+        problems: layout problems that do not stop the evaluation (missing or orphan masks, bad
+            box files).
+        boxes_source: the boxes folder or COCO file the box ground truth came from; None when
+            the dataset has none.
     """
 
     name: str
@@ -55,6 +62,7 @@ class Dataset:
     test: list[Sample]
     has_masks: bool
     problems: list[str] = field(default_factory=list)
+    boxes_source: Path | None = None
 
 
 def is_hidden(path: Path) -> bool:

@@ -21,6 +21,7 @@ def evaluate(
     settings: EvaluationSettings | None = None,
     reference_list: str | Path | None = None,
     progress: bool = True,
+    boxes: str | Path | None = None,
 ) -> list[Run]:
     """Run every category × shots × seed of `settings` on `data` and write the report.
 
@@ -34,10 +35,12 @@ def evaluate(
         reference_list: a text file of reference paths (relative to `data`) that replaces the
             seeded k-shot draw.
         progress: show progress bars.
+        boxes: a COCO file of box ground truth, in place of each category's boxes/ folder or
+            annotations.json.
     """
     root, out_dir = Path(data), Path(out_dir)
     settings = settings or EvaluationSettings()
-    datasets = discover(root)
+    datasets = discover(root, boxes)
     list_file = Path(reference_list) if reference_list else None
     fixed = read_reference_list(list_file, root) if list_file else None
     runs = []

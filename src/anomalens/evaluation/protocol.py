@@ -18,6 +18,7 @@ from anomalens.data.masks import load_mask
 from anomalens.data.shots import LISTED, Shots, seeded_order, shot_count
 from anomalens.detector import Detector
 from anomalens.errors import ImageError
+from anomalens.evaluation.operating_point import OperatingPoint
 from anomalens.features import FeatureCache, shared_feature_cache
 from anomalens.io.images import load_image
 from anomalens.metrics import PixelMetrics, f1_max, image_ap, image_auroc
@@ -27,7 +28,8 @@ T = TypeVar("T")
 
 IMAGE_METRICS = ["image_auroc", "image_ap", "image_f1_max"]
 PIXEL_METRICS = ["pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"]
-"""Metric names of every run; pixel metrics are None for datasets without masks."""
+"""Threshold-free metric names of every run; pixel metrics are None for datasets without masks.
+Runs also report `operating_point.OPERATING_METRICS`, at the detector's own thresholds."""
 
 EXAMPLES_PER_ROW = 4
 """Images per row of the overlay grid (best detections, weakest detections, false alarms)."""
@@ -46,6 +48,8 @@ class EvaluationSettings:
         method_params: extra keyword arguments for the Detector.
         batch_size: test images loaded and predicted at a time.
         save_maps: keep every test image's anomaly map (float16) for maps.npz.
+        overlay_examples: re-predict the images of the overlay grid (overlays.png); benchmarks
+            that write no report switch it off.
     """
 
     method: str | None = None
@@ -56,6 +60,7 @@ class EvaluationSettings:
     method_params: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     save_maps: bool = False
+    overlay_examples: bool = True
 
     def build_detector(self, seed: int) -> Detector:
         """An unfitted Detector with these settings and `seed`."""
@@ -96,13 +101,15 @@ class Run:
         seed: the seed.
         references: the reference images used, in order.
         scores: every scored test sample with its image score.
-        metrics: metric name -> value (None when undefined, e.g. pixel metrics without masks).
+        metrics: metric name -> value (None when undefined, e.g. pixel metrics without masks):
+            the threshold-free metrics and the OPERATING_METRICS.
         fit_seconds: wall time of `Detector.fit`.
         ms_per_image: wall time of `Detector.predict` per test image, in milliseconds.
         skipped: "path: problem" for each unreadable image or mask left out.
         maps: float16 anomaly maps keyed by path relative to the data root (with save_maps).
         detector_config: the fitted detector's `config()`.
         examples: images for the overlay grid.
+        operating_point: the counts behind the OPERATING_METRICS.
     """
 
     category: str
@@ -117,6 +124,7 @@ class Run:
     detector_config: dict[str, Any]
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
+    operating_point: OperatingPoint = field(default_factory=OperatingPoint)
 
     @property
     def name(self) -> str:
@@ -222,14 +230,18 @@ def run_once(
     _, fit_seconds = standalone_seconds(cache, partial(detector.fit, images))
     test = test_samples(dataset, references)
     pixels = PixelMetrics() if dataset.has_masks else None
+    operating = OperatingPoint()
     label = f"{dataset.name} {shots}-shot seed {seed}"
     scores, maps, seconds = score_test_set(
-        detector, test, root, settings, pixels, skipped, label, progress, cache
+        detector, test, root, settings, pixels, operating, skipped, label, progress, cache
     )
     if pixels is not None and not pixels.regions:
         skipped.append(f"{dataset.root}: no usable defect mask; pixel metrics are not computed")
         pixels = None
+    if dataset.boxes_source is not None and not operating.box_images:
+        skipped.append(f"{dataset.boxes_source}: no usable box ground truth; no box figures")
     metrics = image_metrics(scores) | (pixels.compute() if pixels else dict.fromkeys(PIXEL_METRICS))
+    metrics |= operating.figures()
     return Run(
         category=dataset.name,
         shots=shots,
@@ -242,7 +254,8 @@ def run_once(
         skipped=skipped,
         detector_config=detector.config(),
         maps=maps,
-        examples=examples(detector, scores),
+        examples=examples(detector, scores) if settings.overlay_examples else [],
+        operating_point=operating,
     )
 
 
@@ -260,6 +273,7 @@ def score_test_set(
     root: Path,
     settings: EvaluationSettings,
     pixels: PixelMetrics | None,
+    operating: OperatingPoint,
     skipped: list[str],
     label: str,
     progress: bool,
@@ -274,6 +288,7 @@ def score_test_set(
         root: the data root that map keys are relative to.
         settings: batch size and whether to keep maps.
         pixels: accumulator fed each map with its mask (None: no pixel ground truth).
+        operating: accumulator fed each prediction (verdicts and boxes).
         skipped: unreadable images and masks are appended here.
         label: progress bar text.
         progress: show a progress bar.
@@ -293,6 +308,7 @@ def score_test_set(
         seconds += batch_seconds
         for (sample, _, truth), result in zip(loaded, results, strict=True):
             scores.append((sample, float(result.score)))
+            operating.update(sample, result)
             if pixels is not None and (truth is not None or sample.label == 0):
                 pixels.update(result.anomaly_map, truth)
             if settings.save_maps:

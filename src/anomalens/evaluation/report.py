@@ -16,9 +16,11 @@ import numpy as np
 from anomalens.data import Dataset
 from anomalens.data.dataset import relative_name
 from anomalens.data.shots import LISTED, write_reference_list
+from anomalens.evaluation.operating_point import OPERATING_METRICS
 from anomalens.evaluation.protocol import EvaluationSettings, Run
-from anomalens.evaluation.summary import METRICS, TIMINGS, summarize
+from anomalens.evaluation.summary import THRESHOLD_FREE, TIMINGS, summarize
 from anomalens.io.atomic import atomic_write, write_json, write_text
+from anomalens.metrics.boxes import MATCH_IOU
 from anomalens.metrics.image import ranked_weights
 from anomalens.visualize import overlay
 
@@ -35,6 +37,11 @@ LABELS = {
     "pixel_ap": "pixel AP",
     "pixel_f1_max": "pixel F1-max",
     "aupro": "AUPRO@0.3",
+    "false_alarm_rate": "false alarm rate",
+    "recall": "recall",
+    "box_recall": "box recall",
+    "box_precision": "box precision",
+    "false_boxes_per_good_image": "false boxes / good image",
     "fit_seconds": "fit s",
     "ms_per_image": "ms / image",
 }
@@ -60,8 +67,9 @@ def write_run(out_dir: Path, root: Path, run: Run) -> list[Path]:
         write_reference_list(folder / "references.txt", run.references, root),
         save_figure(folder / "roc.png", roc_figure(run)),
         save_figure(folder / "pr.png", pr_figure(run)),
-        save_figure(folder / "overlays.png", overlay_figure(run)),
     ]
+    if run.examples:
+        written.append(save_figure(folder / "overlays.png", overlay_figure(run)))
     if run.maps:
         written.append(atomic_write(folder / "maps.npz", lambda tmp: save_npz(tmp, run.maps)))
     return written
@@ -102,11 +110,14 @@ def metrics_document(
     reference_list: Path | None,
 ) -> dict[str, Any]:
     """The metrics.json content (schema in docs/evaluation.md)."""
+    sources = [(dataset.name, dataset.boxes_source) for dataset in datasets]
+    folders = [run_folder(out_dir, run).relative_to(out_dir).as_posix() for run in runs]
     return {
         "schema_version": SCHEMA_VERSION,
         "data": str(root.resolve()),
         "layout": sorted({dataset.layout for dataset in datasets}),
         "categories": [dataset.name for dataset in datasets],
+        "boxes": {name: relative_name(path, root) if path else None for name, path in sources},
         "settings": {
             "method": settings.method,
             "backbone": settings.backbone,
@@ -118,31 +129,38 @@ def metrics_document(
         },
         "detector": runs[0].detector_config if runs else None,
         "runs": [
-            {
-                "category": run.category,
-                "shots": run.shots,
-                "seed": run.seed,
-                "folder": run_folder(out_dir, run).relative_to(out_dir).as_posix(),
-                "references": [relative_name(path, root) for path in run.references],
-                "test_images": len(run.scores),
-                "metrics": run.metrics,
-                "fit_seconds": run.fit_seconds,
-                "ms_per_image": run.ms_per_image,
-                "skipped": run.skipped,
-            }
-            for run in runs
+            run_entry(run, root) | {"folder": folder}
+            for run, folder in zip(runs, folders, strict=True)
         ],
         "summary": summarize(runs),
         "problems": [problem for dataset in datasets for problem in dataset.problems],
     }
 
 
+def run_entry(run: Run, root: Path) -> dict[str, Any]:
+    """A run's figures as metrics.json lists them (without its folder), paths relative to
+    `root`."""
+    return {
+        "category": run.category,
+        "shots": run.shots,
+        "seed": run.seed,
+        "references": [relative_name(path, root) for path in run.references],
+        "test_images": len(run.scores),
+        "metrics": run.metrics,
+        "operating_point": run.operating_point.to_dict(),
+        "fit_seconds": run.fit_seconds,
+        "ms_per_image": run.ms_per_image,
+        "skipped": run.skipped,
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     """report.md: settings, the mean ± std table per shots, per-run rows and problems."""
     settings = report["settings"]
-    columns = [*METRICS, *TIMINGS]
+    columns = [*THRESHOLD_FREE, *TIMINGS]
     headings = [LABELS[name] for name in columns]
     detector = ", ".join(f"{key}={value}" for key, value in (report["detector"] or {}).items())
+    boxes = ", ".join(f"{name}: `{path}`" for name, path in report["boxes"].items() if path)
     lines = [
         "# Evaluation report",
         "",
@@ -151,6 +169,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Detector (first run): {detector}",
         f"- Shots: {', '.join(map(str, settings['shots']))}; seeds: "
         f"{', '.join(map(str, settings['seeds']))}",
+        f"- Box ground truth: {boxes or 'none'}",
         "",
         "## Mean ± std over seeds (mean over categories)",
         "",
@@ -174,7 +193,7 @@ def markdown(report: dict[str, Any]) -> str:
                 run["category"],
                 str(run["shots"]),
                 str(run["seed"]),
-                *(number(run["metrics"][name]) for name in METRICS),
+                *(number(run["metrics"][name]) for name in THRESHOLD_FREE),
                 number(run["fit_seconds"]),
                 number(run["ms_per_image"]),
                 f"[{run['folder']}]({run['folder']}/)",
@@ -182,10 +201,73 @@ def markdown(report: dict[str, Any]) -> str:
         )
         for run in report["runs"]
     ]
+    lines += operating_point_markdown(report)
     notes = report["problems"] + [note for run in report["runs"] for note in run["skipped"]]
     if notes:
         lines += ["", "## Problems", "", *(f"- {note}" for note in dict.fromkeys(notes))]
     return "\n".join(lines) + "\n"
+
+
+def operating_point_markdown(report: dict[str, Any]) -> list[str]:
+    """report.md's section on the verdicts and boxes at the detector's own thresholds."""
+    several = len(report["categories"]) > 1
+    lines = [
+        "",
+        "## At the detector's own thresholds",
+        "",
+        "Verdicts and boxes as `predict` returns them. A predicted box matches a ground-truth "
+        f"box at IoU > {MATCH_IOU}, one to one, strongest prediction first; box figures need "
+        "box ground truth.",
+        "",
+        table_header(["shots", "category", *(LABELS[name] for name in OPERATING_METRICS)]),
+    ]
+    for row in report["summary"]:
+        groups = [*(row["categories"].items() if several else []), ("mean", row["mean"])]
+        lines += [
+            table_row([str(row["shots"]), name, *(stat(values[key]) for key in OPERATING_METRICS)])
+            for name, values in groups
+        ]
+    lines += ["", table_header(["shots", "category", "defect type", "recall"])]
+    lines += [
+        table_row([str(row["shots"]), category, defect_type, stat(values)])
+        for row in report["summary"]
+        for category, recalls in row["recall_by_type"].items()
+        for defect_type, values in recalls.items()
+    ]
+    headings = ["false alarms", "recall", "per defect type", "box recall", "box precision"]
+    lines += ["", table_header(["category", "shots", "seed", *headings, "boxes on good images"])]
+    lines += [table_row(operating_point_cells(run)) for run in report["runs"]]
+    return lines
+
+
+def operating_point_cells(run: dict[str, Any]) -> list[str]:
+    """A run's row of counts: "k of n" per figure."""
+    counts = run["operating_point"]
+    by_type = ", ".join(
+        f"{name} {of_type['flagged']} of {of_type['images']}"
+        for name, of_type in counts["by_defect_type"].items()
+    )
+    boxes = counts["boxes"]
+    box_cells = [
+        *(
+            [
+                f"{boxes['matched']} of {boxes['truth']}",
+                f"{boxes['matched']} of {boxes['predicted_on_defective']}",
+            ]
+            if boxes
+            else ["n/a"] * 2
+        ),
+        f"{counts['boxes_on_good_images']} on {counts['good_images']}",
+    ]
+    return [
+        run["category"],
+        str(run["shots"]),
+        str(run["seed"]),
+        f"{counts['false_alarms']} of {counts['good_images']}",
+        f"{counts['flagged_defective']} of {counts['defective_images']}",
+        by_type,
+        *box_cells,
+    ]
 
 
 def table_header(names: list[str]) -> str:
