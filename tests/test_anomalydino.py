@@ -45,3 +45,24 @@ def test_held_out_scores_exclude_the_image_itself():
 def test_masking_is_true_false_or_auto_and_nothing_else(masking):
     with pytest.raises(ValueError, match="masking must be"):
         AnomalyDINO(masking=masking)
+
+
+def test_a_rotation_step_of_90_degrees_adds_only_the_right_angles():
+    plain = AnomalyDINO(resolution=64, rotation=False, masking=False)
+    right_angles = AnomalyDINO(resolution=64, rotation_step=90, masking=False)
+    plain.fit([texture(0)])
+    right_angles.fit([texture(0)])
+    assert len(right_angles.neighbours.bank) == 4 * len(plain.neighbours.bank)
+
+
+@pytest.mark.parametrize("step", [0, 7, 360])
+def test_the_rotation_step_divides_a_full_turn(step):
+    with pytest.raises(ValueError, match="rotation_step must divide 360"):
+        AnomalyDINO(rotation_step=step)
+
+
+def test_native_resolution_keeps_each_image_at_its_own_size():
+    method = AnomalyDINO(resolution="native", levels=("s8",), rotation=False, masking=False)
+    small, large = texture(0)[:64, :96], np.tile(texture(1), (2, 2, 1))[:128, :192]
+    grids = method.patch_grids([small, large])
+    assert [grid.features.shape[:2] for grid in grids] == [(8, 12), (16, 24)]

@@ -1,6 +1,7 @@
 """Turn images into backbone feature maps: resize, crop, normalise, batch, forward."""
 
 import hashlib
+import numbers
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -14,6 +15,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from anomalens.backbones import Backbone, load_backbone
+from anomalens.errors import ConfigError
+
+NATIVE = "native"
+"""Resolution setting that keeps each image at its own pixel size (full resolution)."""
+MAX_NATIVE_PIXELS = 1024 * 1024
+"""At native resolution, larger images are scaled down to this many pixels, which bounds the
+backbone's memory per image."""
+
+Resolution = int | str
+"""Pixels of the shorter side, or NATIVE."""
 
 
 @dataclass
@@ -74,7 +85,9 @@ class FeatureExtractor:
         backbone: registry name of the backbone.
         resolution: the shorter image side is resized to this many pixels (keep_aspect=True), or
             both sides are (keep_aspect=False, for methods that need aligned grids, rounded to
-            a multiple of the backbone's size multiple and of the coarsest level's stride).
+            a multiple of the backbone's size multiple and of the coarsest level's stride);
+            "native" keeps every image at its own size (scaled down to MAX_NATIVE_PIXELS when
+            larger), so that small defects keep their pixels.
         levels: feature levels to return; None means the backbone's default levels.
         weights: optional path to the backbone's weights file.
         keep_aspect: keep the aspect ratio and crop to that multiple (top-left anchored), as
@@ -85,12 +98,18 @@ class FeatureExtractor:
     def __init__(
         self,
         backbone: str,
-        resolution: int,
+        resolution: Resolution,
         levels: tuple[str, ...] | None = None,
         weights: str | None = None,
         keep_aspect: bool = True,
         batch_size: int = 8,
     ):
+        if resolution == NATIVE and not keep_aspect:
+            raise ConfigError("native resolution keeps each image's shape: it needs keep_aspect")
+        if resolution != NATIVE and not (
+            isinstance(resolution, numbers.Integral) and resolution > 0
+        ):
+            raise ConfigError(f"resolution must be a positive number of pixels or {NATIVE!r}")
         self.backbone_name = backbone
         self.resolution = resolution
         self.weights = weights
@@ -119,7 +138,10 @@ class FeatureExtractor:
         if not self.keep_aspect:
             side = _round_to(self.resolution, self.size_multiple)
             return side, side
-        scale = self.resolution / min(height, width)
+        if self.resolution == NATIVE:
+            scale = min(1.0, (MAX_NATIVE_PIXELS / (height * width)) ** 0.5)
+        else:
+            scale = self.resolution / min(height, width)
         return max(round(height * scale), 1), max(round(width * scale), 1)
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:

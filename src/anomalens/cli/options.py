@@ -9,6 +9,7 @@ from typing import Any
 
 from anomalens.data.dataset import list_images
 from anomalens.errors import AnomalensError
+from anomalens.features import NATIVE
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +20,9 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resolution",
-        type=int,
-        help="image size in px, the shorter side for anomalydino (default: the method's)",
+        type=resolution_argument,
+        help="image size in px, the shorter side for anomalydino, or 'native' for each image's "
+        "own size (default: the method's)",
     )
     parser.add_argument(
         "--param",
@@ -29,6 +31,11 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra method parameter, VALUE read as JSON when it parses (repeatable)",
     )
+
+
+def resolution_argument(text: str) -> int | str:
+    """A --resolution value: a whole number of pixels, or "native"."""
+    return text if text == NATIVE else int(text)
 
 
 def detector_params(pairs: list[str]) -> dict[str, Any]:

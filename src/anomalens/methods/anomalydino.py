@@ -13,8 +13,6 @@ from anomalens.localization.masking import foreground_mask, should_mask
 from anomalens.methods.base import top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 
-ROTATION_ANGLES = tuple(range(0, 360, 45))
-
 
 class AnomalyDINO(MemoryBankMethod):
     """Patch anomaly = cosine distance to the nearest reference patch; image score = mean of the
@@ -22,13 +20,16 @@ class AnomalyDINO(MemoryBankMethod):
 
     Args:
         backbone: registered backbone name.
-        resolution: shorter image side in pixels fed to the backbone (aspect ratio kept).
+        resolution: shorter image side in pixels fed to the backbone (aspect ratio kept), or
+            "native": every image at its own size, so that defects of a few pixels keep them.
         levels: backbone feature levels, concatenated on the finest grid after per-level L2
             normalisation; None uses the backbone's defaults.
         weights: optional path to the backbone weights.
         keep_aspect: keep the aspect ratio (AnomalyDINO); False resizes to a square, which helps
             when one product is photographed in crops of varying shape.
-        rotation: add the references rotated by 45, 90, ..., 315 degrees to the bank.
+        rotation: add rotated copies of the references to the bank.
+        rotation_step: degrees between those copies: 45 adds 7 copies (45, 90, ..., 315), 90
+            only the right angles (3 copies, half the bank and search of 45).
         masking: "auto" (decided by the masking test on the first reference), True or False:
             ignore background patches found by zero-shot PCA masking.
         top_fraction: fraction of highest patch scores averaged into the image score.
@@ -43,16 +44,19 @@ class AnomalyDINO(MemoryBankMethod):
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
-        resolution: int = 320,
+        resolution: int | str = 320,
         levels: tuple[str, ...] | None = None,
         weights: str | None = None,
         keep_aspect: bool = True,
         rotation: bool = True,
+        rotation_step: int = 45,
         masking: bool | str = "auto",
         top_fraction: float = 0.01,
         approximate: bool | None = None,
         batch_size: int = 8,
     ):
+        if not 0 < rotation_step < 360 or 360 % rotation_step:
+            raise ConfigError(f"rotation_step must divide 360 degrees, got {rotation_step}")
         if masking != "auto" and not isinstance(masking, bool):
             raise ConfigError(f"masking must be True, False or 'auto', got {masking!r}")
         super().__init__(approximate)
@@ -60,6 +64,7 @@ class AnomalyDINO(MemoryBankMethod):
             backbone, resolution, levels, weights, keep_aspect, batch_size
         )
         self.rotation = rotation
+        self.rotation_step = rotation_step
         self.masking = masking
         self.top_fraction = top_fraction
         self.use_mask = masking is True
@@ -69,6 +74,7 @@ class AnomalyDINO(MemoryBankMethod):
             **self.extractor.config(),
             "keep_aspect": self.extractor.keep_aspect,
             "rotation": self.rotation,
+            "rotation_step": self.rotation_step,
             "masking": self.masking,
             "top_fraction": self.top_fraction,
             "approximate": self.approximate,
@@ -87,7 +93,7 @@ class AnomalyDINO(MemoryBankMethod):
         grids = self.patch_grids(images, progress)
         if self.masking == "auto":
             self.use_mask = should_mask(grids[0].features)
-        angles = ROTATION_ANGLES[1:] if self.rotation else ()
+        angles = range(self.rotation_step, 360, self.rotation_step) if self.rotation else ()
         patches, owners = [], []
         pairs = tqdm(
             zip(images, grids, strict=True),

@@ -38,7 +38,7 @@ class ModelInfo(BaseModel):
     updated: str = Field(description="ISO 8601 UTC time of the last change")
     method: str
     backbone: str | None
-    resolution: int | None
+    resolution: int | str | None
     references: int = Field(description="good images it was fitted on")
     reference_outliers: list[str] = Field(description="references that scored like defects")
     defect_types: list[str]
