@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from images import texture
 
-from anomalens.methods.anomalydino import AnomalyDINO
+from anomalens import Detector
+from anomalens.methods.anomalydino import DENSITY_FLOOR, AnomalyDINO
 
 
 def striped(angle_step: int) -> np.ndarray:
@@ -66,3 +67,40 @@ def test_native_resolution_keeps_each_image_at_its_own_size():
     small, large = texture(0)[:64, :96], np.tile(texture(1), (2, 2, 1))[:128, :192]
     grids = method.patch_grids([small, large])
     assert [grid.features.shape[:2] for grid in grids] == [(8, 12), (16, 24)]
+
+
+CORRECTIONS = {
+    "subtract": lambda distance, spacing: np.maximum(distance - spacing, 0),
+    "divide": lambda distance, spacing: distance / (spacing + DENSITY_FLOOR),
+}
+
+
+@pytest.mark.parametrize("density", sorted(CORRECTIONS))
+def test_density_correction_rescales_each_distance_by_its_neighbours_spacing(density, tmp_path):
+    images = [texture(seed) for seed in range(4)]
+    options = {"resolution": 64, "rotation": False, "masking": False, "density": density}
+    detector = Detector(method="anomalydino", **options).fit(images)
+    method = detector.method
+    good = texture(9)
+    grid = method.patch_grids([good])[0]
+    distances, indices = method.neighbours.distances(
+        grid.features.reshape(-1, grid.features.shape[-1])
+    )
+    expected = CORRECTIONS[density](distances[:, 0], method.bank_spacing[indices[:, 0]])
+    np.testing.assert_allclose(method.score([good])[0].grid.ravel(), expected, rtol=1e-5)
+    loaded = Detector.load(detector.save(tmp_path / "model"))
+    assert loaded.predict([good])[0].score == detector.predict([good])[0].score
+
+
+def test_the_bank_spacing_is_each_rows_distance_to_another_images_nearest_row():
+    method = AnomalyDINO(resolution=64, rotation=False, masking=False, density="subtract")
+    images = [texture(0), texture(0), texture(1)]  # the first two are identical
+    method.fit(images)
+    owners = method.neighbours.owners
+    assert np.allclose(method.bank_spacing[owners < 2], 0, atol=1e-5)
+    assert method.bank_spacing[owners == 2].min() > 0.01
+
+
+def test_density_is_subtract_divide_or_none():
+    with pytest.raises(ValueError, match="density must be"):
+        AnomalyDINO(density="lof")

@@ -53,3 +53,9 @@ def test_uncovered_strip_repeats_the_edge_values():
     grid = np.array([[0.0, 1.0]], np.float32)
     result = anomaly_map(grid, (10, 20), (10, 27), sigma=0)
     np.testing.assert_allclose(result[:, 20:], result[:, 19:20].repeat(7, axis=1))
+
+
+def test_a_minimum_count_averages_more_patches_than_a_small_fraction_would():
+    scores = np.arange(100.0)
+    assert top_fraction_mean(scores, 0.01, minimum=4) == pytest.approx(97.5)
+    assert top_fraction_mean(scores, 0.01, minimum=500) == pytest.approx(49.5)  # all of them

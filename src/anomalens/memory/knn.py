@@ -197,6 +197,18 @@ class NearestNeighbours:
             distances[unfound], indices[unfound] = self._search_rows(queries[unfound], kept, k)
         return distances, indices
 
+    def spacing(self) -> np.ndarray:
+        """(N,) distance from each bank row to its nearest row of another image: how densely
+        the references cover that part of feature space. Zeros when the bank holds one image."""
+        spacing = np.zeros(len(self.bank), dtype=np.float32)
+        owners = np.unique(self.owners)
+        if len(owners) < 2:
+            return spacing
+        for owner in owners:
+            rows = np.flatnonzero(self.owners == owner)
+            spacing[rows] = self.distances_excluding(self.bank[rows], int(owner))[0][:, 0]
+        return spacing
+
     def _search_rows(
         self, queries: np.ndarray, rows: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:

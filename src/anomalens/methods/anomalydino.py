@@ -13,6 +13,10 @@ from anomalens.localization.masking import foreground_mask, should_mask
 from anomalens.methods.base import top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 
+DENSITY_CORRECTIONS = (None, "subtract", "divide")
+DENSITY_FLOOR = 1e-3
+"""Added to the bank spacing before dividing by it, so that duplicated patches do not blow up."""
+
 
 class AnomalyDINO(MemoryBankMethod):
     """Patch anomaly = cosine distance to the nearest reference patch; image score = mean of the
@@ -33,6 +37,13 @@ class AnomalyDINO(MemoryBankMethod):
         masking: "auto" (decided by the masking test on the first reference), True or False:
             ignore background patches found by zero-shot PCA masking.
         top_fraction: fraction of highest patch scores averaged into the image score.
+        min_top_patches: the image score averages at least this many patches, so that a small
+            top_fraction of a small grid is not a single noisy patch.
+        density: None, "subtract" or "divide": correct each patch distance by the spacing of
+            the bank around its nearest patch (that patch's distance to the nearest patch of
+            another reference), so that parts of normal appearance the references cover thinly
+            do not score as anomalies: distance minus spacing (floored at 0), or distance over
+            spacing + DENSITY_FLOOR. Costs one search of the bank by itself at fit.
         approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
         batch_size: images per backbone forward pass.
@@ -52,11 +63,15 @@ class AnomalyDINO(MemoryBankMethod):
         rotation_step: int = 45,
         masking: bool | str = "auto",
         top_fraction: float = 0.01,
+        min_top_patches: int = 1,
+        density: str | None = None,
         approximate: bool | None = None,
         batch_size: int = 8,
     ):
         if not 0 < rotation_step < 360 or 360 % rotation_step:
             raise ConfigError(f"rotation_step must divide 360 degrees, got {rotation_step}")
+        if density not in DENSITY_CORRECTIONS:
+            raise ConfigError(f"density must be one of {DENSITY_CORRECTIONS}, got {density!r}")
         if masking != "auto" and not isinstance(masking, bool):
             raise ConfigError(f"masking must be True, False or 'auto', got {masking!r}")
         super().__init__(approximate)
@@ -67,6 +82,9 @@ class AnomalyDINO(MemoryBankMethod):
         self.rotation_step = rotation_step
         self.masking = masking
         self.top_fraction = top_fraction
+        self.min_top_patches = min_top_patches
+        self.density = density
+        self.bank_spacing = np.empty(0, dtype=np.float32)
         self.use_mask = masking is True
 
     def config(self) -> dict[str, Any]:
@@ -77,6 +95,8 @@ class AnomalyDINO(MemoryBankMethod):
             "rotation_step": self.rotation_step,
             "masking": self.masking,
             "top_fraction": self.top_fraction,
+            "min_top_patches": self.min_top_patches,
+            "density": self.density,
             "approximate": self.approximate,
         }
 
@@ -109,20 +129,35 @@ class AnomalyDINO(MemoryBankMethod):
                 owners.append(np.full(len(kept), owner))
         return np.concatenate(patches), np.concatenate(owners), grids
 
+    def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
+        super().index_bank(bank, owners)
+        if self.density:
+            self.bank_spacing = self.neighbours.spacing()
+
     def image_score(
         self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
     ) -> tuple[np.ndarray, float]:
-        scores = distances[:, 0].reshape(grid.features.shape[:2])
+        scores = distances[:, 0]
+        if self.density:
+            spacing = self.bank_spacing[indices[:, 0]]
+            if self.density == "subtract":
+                scores = np.maximum(scores - spacing, 0.0)
+            else:
+                scores = scores / (spacing + DENSITY_FLOOR)
+        scores = scores.reshape(grid.features.shape[:2])
         if self.use_mask:
             scores = np.where(foreground_mask(grid.features), scores, 0.0)
-        return scores, top_fraction_mean(scores, self.top_fraction)
+        return scores, top_fraction_mean(scores, self.top_fraction, self.min_top_patches)
 
     def state(self) -> dict[str, np.ndarray]:
-        return {**super().state(), "use_mask": np.array([self.use_mask])}
+        spacing = {"bank_spacing": self.bank_spacing} if self.density else {}
+        return {**super().state(), "use_mask": np.array([self.use_mask]), **spacing}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         super().load_state(arrays)
         self.use_mask = bool(arrays["use_mask"][0])
+        if self.density:
+            self.bank_spacing = arrays["bank_spacing"]
 
     def _foreground(self, features: np.ndarray) -> np.ndarray:
         flat = features.reshape(-1, features.shape[-1])

@@ -77,8 +77,8 @@ class Method(ABC):
         return results  # type: ignore[return-value]
 
 
-def top_fraction_mean(values: np.ndarray, fraction: float = 0.01) -> float:
-    """Mean of the highest `fraction` of `values` (at least one value)."""
+def top_fraction_mean(values: np.ndarray, fraction: float = 0.01, minimum: int = 1) -> float:
+    """Mean of the highest `fraction` of `values`, at least `minimum` of them (and at most all)."""
     flat = np.asarray(values, dtype=np.float64).ravel()
-    count = max(1, int(np.ceil(flat.size * fraction)))
+    count = min(max(minimum, int(np.ceil(flat.size * fraction)), 1), flat.size)
     return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())

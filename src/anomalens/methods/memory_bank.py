@@ -50,9 +50,13 @@ class MemoryBankMethod(Method):
         row index, both (h*w, 1); `exclude` is the held-out reference whose bank rows any
         further search must not see (None outside held-out scoring)."""
 
+    def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
+        """Make `bank` (N, C), with the reference index of each row in `owners`, searchable."""
+        self.neighbours.fit(bank, owners)
+
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
         bank, owners, _ = self.bank_patches(images, progress)
-        self.neighbours.fit(bank, owners)
+        self.index_bank(bank, owners)
 
     def fit_with_holdout(
         self, images: list[np.ndarray], progress: bool = False
@@ -61,7 +65,7 @@ class MemoryBankMethod(Method):
         if len(images) < 2:
             raise ValueError("held-out scores need at least two images")
         bank, owners, grids = self.bank_patches(images, progress)
-        self.neighbours.fit(bank, owners)
+        self.index_bank(bank, owners)
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
