@@ -74,7 +74,7 @@ def test_fit_draws_k_references_by_seed_or_takes_a_list(folders, tmp_path):
     root, _ = folders
     drawn = tmp_path / "drawn"
     good = root / "good"
-    args = ["--resolution", "64", "--param", "rotation=false"]
+    args = ["--method", "anomalydino", "--resolution", "64", "--param", "rotation=false"]
     assert main(["fit", str(good), "-o", str(drawn), "--shots", "2", "--seed", "1", *args]) == 0
     listing = tmp_path / "refs.txt"
     listing.write_text("0.png\n# a comment\n3.png\n")
@@ -145,7 +145,7 @@ def test_errors_are_one_clear_line_and_exit_one(tmp_path, capsys):
     [
         (["--method", "magic"], "unknown method 'magic'"),
         (["--backbone", "magic"], "unknown backbone 'magic'"),
-        (["--param", "magic=1"], "anomalydino has no option magic"),
+        (["--param", "magic=1"], "ensemble has no option magic"),
         (["--max-false-alarm", "2"], "max_false_alarm must be in (0, 1)"),
     ],
 )

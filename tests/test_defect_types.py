@@ -17,7 +17,9 @@ from anomalens.errors import ImageError
 
 @pytest.fixture(scope="module")
 def untyped() -> Detector:
-    return Detector(resolution=64, rotation=False).fit([texture(seed) for seed in range(8)])
+    return Detector(method="anomalydino", resolution=64, rotation=False).fit(
+        [texture(seed) for seed in range(8)]
+    )
 
 
 @pytest.fixture(scope="module")

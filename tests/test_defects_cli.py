@@ -33,7 +33,9 @@ def examples(folder: Path, kind: str, count: int = 5, seed: int = 0) -> list[str
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    detector = Detector(resolution=64, rotation=False).fit([texture(seed) for seed in range(8)])
+    detector = Detector(method="anomalydino", resolution=64, rotation=False).fit(
+        [texture(seed) for seed in range(8)]
+    )
     return detector.save(folder / "model")
 
 
@@ -103,7 +105,8 @@ def test_evaluate_types_reports_both_classifiers_with_intervals(tmp_path, capsys
     data = write_category(tmp_path / "category")
     output = tmp_path / "report"
     arguments = ["--shots", "2", "--episodes", "6", "--open-set", "--resolution", "64"]
-    command = ["evaluate-types", str(data), *arguments, "--param", "rotation=false"]
+    command = ["evaluate-types", str(data), *arguments, "--method", "anomalydino"]
+    command += ["--param", "rotation=false"]
     assert main([*command, "-o", str(output)]) == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["types"] == {"checkerboard": 7, "scratch": 7, "spot": 7}

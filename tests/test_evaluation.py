@@ -15,7 +15,10 @@ from anomalens.data.shots import seeded_order
 from anomalens.evaluation import EvaluationSettings, Run, evaluate, finished_report
 from anomalens.evaluation.summary import METRICS, THRESHOLD_FREE, TIMINGS, summarize
 
-FAST = ["--resolution", "64", "--param", "rotation=false", "--param", "masking=false"]
+FAST = [
+    *("--method", "anomalydino", "--resolution", "64"),
+    *("--param", "rotation=false", "--param", "masking=false"),
+]
 """The quickest detector settings, so that each run takes about a second."""
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtd"
 
@@ -180,7 +183,11 @@ def test_folders_layout_sets_the_references_aside_from_the_good_test_images(tmp_
         data,
         tmp_path / "report",
         EvaluationSettings(
-            resolution=64, shots=[2], seeds=[0], method_params={"rotation": False, "masking": False}
+            method="anomalydino",
+            resolution=64,
+            shots=[2],
+            seeds=[0],
+            method_params={"rotation": False, "masking": False},
         ),
         progress=False,
     )

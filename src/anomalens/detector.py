@@ -30,12 +30,15 @@ class Detector:
     """Learns what good looks like from a few images, then inspects new ones.
 
     Args:
-        method: "anomalydino" (default), "patchcore", "padim" or "autoencoder".
+        method: "ensemble" (default: a coarse and a fine AnomalyDINO, see
+            `anomalens.methods.ensemble`), "anomalydino", "patchcore", "padim", "autoencoder" or
+            "discriminator".
         backbone: registered backbone name (see `anomalens weights list`); None uses the
             method's default (EfficientNet-Lite0).
         resolution: image size, in pixels, the method works at (the shorter side for
-            anomalydino); None uses the method's default (320 px for anomalydino and patchcore,
-            256 px for padim, 128 px for the autoencoder).
+            anomalydino; the coarse member's for the ensemble, whose fine member works at each
+            image's own size); None uses the method's default (320 px for anomalydino and
+            patchcore, 256 px for padim, 128 px for the autoencoder).
         max_false_alarm: target rate of good images flagged NG; sets the thresholds.
         min_region_area: regions with fewer pixels get no box.
         smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
@@ -45,7 +48,7 @@ class Detector:
 
     def __init__(
         self,
-        method: str = "anomalydino",
+        method: str = "ensemble",
         backbone: str | None = None,
         resolution: int | None = None,
         max_false_alarm: float = 0.01,

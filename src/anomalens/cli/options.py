@@ -14,7 +14,7 @@ from anomalens.features import NATIVE
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     """--method, --backbone, --resolution and repeatable --param KEY=VALUE."""
-    parser.add_argument("--method", default="anomalydino", help="detection method")
+    parser.add_argument("--method", default="ensemble", help="detection method (default: ensemble)")
     parser.add_argument(
         "--backbone", help="feature backbone (default: the method's, efficientnet_lite0)"
     )

@@ -6,6 +6,8 @@ from anomalens.errors import ConfigError
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
+from anomalens.methods.ensemble import Ensemble
+from anomalens.methods.gaussian import ImageGaussian
 from anomalens.methods.padim import PaDiM
 from anomalens.methods.patchcore import PatchCore
 
@@ -14,6 +16,8 @@ METHODS: dict[str, type[Method]] = {
     PatchCore.name: PatchCore,
     PaDiM.name: PaDiM,
     AutoencoderMethod.name: AutoencoderMethod,
+    Ensemble.name: Ensemble,
+    ImageGaussian.name: ImageGaussian,
 }
 
 

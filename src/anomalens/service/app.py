@@ -98,7 +98,7 @@ def _model_routes(store: ModelStore, jobs: FitJobs, limits: Limits) -> APIRouter
     def create_model(
         name: Annotated[str, Form(description="new model's name")],
         files: Annotated[list[UploadFile], File(description="good images")],
-        method: Annotated[str, Form()] = "anomalydino",
+        method: Annotated[str, Form()] = "ensemble",
         backbone: Annotated[str | None, Form(description="default: the method's")] = None,
         resolution: Annotated[
             int | None, Form(ge=32, description="pixels (default: the method's)")

@@ -112,7 +112,7 @@ async function showHealth() {
 async function loadOptions() {
   const options = await api("/api/options");
   $("#new-method").replaceChildren(...options.methods.map((m) => element("option", {}, m)));
-  $("#new-method").value = options.methods.includes("anomalydino") ? "anomalydino" : "";
+  $("#new-method").value = options.methods.includes("ensemble") ? "ensemble" : "";
   $("#new-backbone").replaceChildren(
     ...options.backbones.map((b) => {
       const option = element("option", { value: b.name }, b.available ? b.name : `${b.name} (no weights)`);

@@ -1,0 +1,199 @@
+"""An ensemble of methods (backbones, levels, resolutions), each normalised by its own held-out
+reference scores so that members with different score scales weigh alike."""
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from anomalens.errors import ConfigError
+from anomalens.features import NATIVE, resized
+from anomalens.methods.base import Method, PatchScores
+
+COARSE_MEMBER: dict[str, Any] = {"method": "anomalydino"}
+"""AnomalyDINO at its defaults: 320 px, levels s16 + s32_early, 8 rotations, top-1% image score;
+wide receptive fields that see large defects (MTD's breaks and frays, MPDD's rust)."""
+FINE_MEMBER: dict[str, Any] = {
+    "method": "anomalydino",
+    "resolution": "native",
+    "levels": ["s8"],
+    "rotation_step": 90,
+    "top_fraction": 0.001,
+    "min_top_patches": 8,
+}
+"""AnomalyDINO at each image's own size on stride-8 features, right-angle rotations and the top
+0.1% of patches (at least 8): small defects (DeepPCB's 20 px opens and spurs) keep their
+pixels."""
+DEFAULT_MEMBERS = (COARSE_MEMBER, FINE_MEMBER)
+COMBINATIONS = ("mean", "max")
+NORMALIZATIONS = ("ratio", "z")
+MIN_LOG_STD = 0.05
+"""Floor of a member's held-out log image-score spread, so that near-identical references do not
+make its z-scores explode."""
+
+
+class Ensemble(Method):
+    """Scores of several member methods, each normalised by what its good references score
+    held out, resampled onto one grid and combined.
+
+    A member's image score is divided by the geometric mean of its held-out image scores
+    (normalization "ratio"), or becomes exp(z), z its log score standardised by the mean and
+    standard deviation of its held-out log image scores ("z"); its patch grid is divided by the
+    geometric mean of its held-out grids' maxima. So for every member 1.0 is what a typical good
+    image scores, and every value is positive, as the log-normal thresholds need. The held-out
+    scores come from each member's own `fit_with_holdout` (exact leave-one-out for anomalydino
+    and patchcore); `fit` computes them too, from the image's quadrants when it is given only
+    one. Grids are combined on the finest member's grid (most positions), the others resized
+    bilinearly onto it, and keep the finest member's extent (each member's uncovered bottom and
+    right strips, left by cropping to a stride multiple, are under one of its strides wide).
+
+    Args:
+        members: one method configuration per member: a dict with an optional "method" (default
+            "anomalydino") and that method's constructor keywords. The default is
+            DEFAULT_MEMBERS: a coarse AnomalyDINO (320 px, stride 16 + 32) for large defects
+            and a fine one (native size, stride 8) for small ones (docs/results.md).
+        combine: "max" or "mean" over the members of the normalised grids and image scores.
+            The max flags what any member finds; with the default members the mean dilutes the
+            fine member's small defects with the coarse member's normal score.
+        normalization: "ratio" or "z" (see above). z weighs each member by its held-out spread:
+            with "mean" and Lite0 + Lite2 members it scored image AUROC 0.996 / 0.857 / 0.602 on
+            MPDD plate / MTD / DeepPCB (16 references, seed 0), ratios 0.983 / 0.857 / 0.601;
+            with "max" and the default members z amplified the coarse member's noise on DeepPCB,
+            whose good crops it scores in a tight band (docs/results.md), so "ratio" is the
+            default.
+        backbone: given to every member that has a backbone, replacing its own; None keeps the
+            members' backbones.
+        resolution: given to every member whose resolution is a number of pixels (a "native"
+            member keeps each image's own size); None keeps the members' resolutions.
+        seed: given to every member whose method takes a seed, replacing one in its config.
+    """
+
+    name = "ensemble"
+
+    def __init__(
+        self,
+        members: Sequence[Mapping[str, Any]] | None = None,
+        combine: str = "max",
+        normalization: str = "ratio",
+        backbone: str | None = None,
+        resolution: int | None = None,
+        seed: int = 0,
+    ):
+        from anomalens.methods import METHODS, create_method  # this module is one of them
+
+        if combine not in COMBINATIONS:
+            raise ConfigError(f"combine must be one of {list(COMBINATIONS)}, got {combine!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}"
+            )
+        configs = DEFAULT_MEMBERS if members is None else members
+        if isinstance(configs, str | Mapping) or not configs:
+            raise ConfigError(f"members must be a non-empty list of method configs, got {members}")
+        self.members: list[Method] = []
+        for config in configs:
+            if not isinstance(config, Mapping):
+                raise ConfigError(f"each member must be a dict of method options, got {config!r}")
+            params = dict(config)
+            method = params.pop("method", "anomalydino")
+            accepted = inspect.signature(METHODS[method]).parameters if method in METHODS else {}
+            if "seed" in accepted:
+                params["seed"] = seed
+            if backbone is not None and "backbone" in accepted:
+                params["backbone"] = backbone
+            if resolution is not None and "resolution" in accepted:
+                own = params.get("resolution", accepted["resolution"].default)
+                params["resolution"] = own if own == NATIVE else resolution
+            self.members.append(create_method(method, **params))
+        self.combine = combine
+        self.normalization = normalization
+        self.backbone = backbone
+        self.resolution = resolution
+        self.seed = seed
+        self.image_log_mean = np.zeros(len(self.members))
+        self.image_log_std = np.ones(len(self.members))
+        self.map_scale = np.ones(len(self.members))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "members": [{"method": member.name, **member.config()} for member in self.members],
+            "combine": self.combine,
+            "normalization": self.normalization,
+            "backbone": self.backbone,
+            "resolution": self.resolution,
+            "seed": self.seed,
+        }
+
+    def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
+        if len(images) > 1:
+            self.fit_with_holdout(images, progress)
+            return
+        from anomalens.detector import _quadrants  # the Detector's split of too few references
+
+        self.fit_with_holdout(_quadrants(images[0]), progress)
+        for member in self.members:
+            member.fit(images, progress)
+
+    def fit_with_holdout(
+        self, images: list[np.ndarray], progress: bool = False
+    ) -> list[PatchScores]:
+        """Fit every member with its held-out scores, set each member's normalisation from them,
+        and return their combination, normalised like `score`'s."""
+        held_out = [member.fit_with_holdout(images, progress) for member in self.members]
+        logs = [_logs([s.image_score for s in h]) for h in held_out]
+        self.image_log_mean = np.array([values.mean() for values in logs])
+        self.image_log_std = np.array([max(values.std(ddof=1), MIN_LOG_STD) for values in logs])
+        maxima = [_logs([s.grid.max() for s in h]) for h in held_out]
+        self.map_scale = np.exp([values.mean() for values in maxima])
+        return [self._combined(parts) for parts in zip(*held_out, strict=True)]
+
+    def score(self, images: list[np.ndarray]) -> list[PatchScores]:
+        scores = [member.score(images) for member in self.members]
+        return [self._combined(parts) for parts in zip(*scores, strict=True)]
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "image_log_mean": self.image_log_mean,
+            "image_log_std": self.image_log_std,
+            "map_scale": self.map_scale,
+        }
+        for index, member in enumerate(self.members):
+            arrays |= {f"member{index}.{key}": value for key, value in member.state().items()}
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        from anomalens.persistence import _prefixed  # how saved models split their arrays
+
+        self.image_log_mean, self.image_log_std = arrays["image_log_mean"], arrays["image_log_std"]
+        self.map_scale = arrays["map_scale"]
+        for index, member in enumerate(self.members):
+            member.load_state(_prefixed(arrays, f"member{index}."))
+
+    def _combined(self, parts: tuple[PatchScores, ...]) -> PatchScores:
+        """One image's member scores, normalised, on the finest member's grid, combined."""
+        finest = max(parts, key=lambda part: part.grid.size)
+        grids = torch.stack(
+            [
+                resized(torch.from_numpy(part.grid)[None], finest.grid.shape)[0] / float(scale)
+                for part, scale in zip(parts, self.map_scale, strict=True)
+            ]
+        )
+        logs = _logs([part.image_score for part in parts]) - self.image_log_mean
+        z = logs / self.image_log_std if self.normalization == "z" else logs
+        if self.combine == "max":
+            grid, log_score = grids.amax(dim=0), z.max()
+        else:
+            grid, log_score = grids.mean(dim=0), z.mean()
+        return PatchScores(
+            grid=grid.numpy().astype(np.float32),
+            extent=finest.extent,
+            image_size=finest.image_size,
+            image_score=float(np.exp(log_score)),
+        )
+
+
+def _logs(values: list[float]) -> np.ndarray:
+    """Natural logs of positive scores (floored at 1e-12, as calibration does)."""
+    return np.log(np.maximum(np.asarray(values, dtype=np.float64), 1e-12))
