@@ -20,8 +20,9 @@ IMAGE_LEVEL = {"gaussian"}
 
 @pytest.fixture(scope="module", params=sorted(METHODS))
 def fitted(request):
-    params = {"epochs": 30} if request.param == "autoencoder" else {}
-    return Detector(method=request.param, resolution=64, **params).fit(REFERENCES)
+    params = {"autoencoder": {"epochs": 30}, "discriminator": {"resolution": 96}}
+    settings = {"resolution": 64, **params.get(request.param, {})}  # a head needs 96 px of patches
+    return Detector(method=request.param, **settings).fit(REFERENCES)
 
 
 def test_a_defect_scores_above_a_good_image(fitted):

@@ -6,6 +6,7 @@ from anomalens.errors import ConfigError
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
+from anomalens.methods.discriminator import Discriminator
 from anomalens.methods.ensemble import Ensemble
 from anomalens.methods.gaussian import ImageGaussian
 from anomalens.methods.padim import PaDiM
@@ -16,6 +17,7 @@ METHODS: dict[str, type[Method]] = {
     PatchCore.name: PatchCore,
     PaDiM.name: PaDiM,
     AutoencoderMethod.name: AutoencoderMethod,
+    Discriminator.name: Discriminator,
     Ensemble.name: Ensemble,
     ImageGaussian.name: ImageGaussian,
 }
