@@ -13,7 +13,10 @@ from anomalens.data import Sample
 from anomalens.evaluation.operating_point import OPERATING_METRICS, OperatingPoint
 from anomalens.results import Box, Result
 
-FAST = ["--resolution", "64", "--param", "rotation=false", "--param", "masking=false"]
+FAST = [
+    *("--method", "anomalydino", "--resolution", "64"),
+    *("--param", "rotation=false", "--param", "masking=false"),
+]
 SQUARE = "20 16 31 27 square\n"
 """The synthetic defect's box in the boxes/ text format (inclusive ends)."""
 

@@ -102,7 +102,7 @@ def test_a_fitted_model_is_listed_and_described_with_its_settings(client, model)
     described = client.get(f"/api/models/{model}").json()
     assert described["name"] == model
     assert (described["method"], described["backbone"], described["resolution"]) == (
-        "anomalydino",
+        "ensemble",
         "efficientnet_lite0",
         64,
     )

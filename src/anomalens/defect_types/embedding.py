@@ -50,7 +50,7 @@ class RegionEmbedder:
             return cls()
         return cls(
             method_config["backbone"],
-            method_config.get("resolution", DEFAULT_RESOLUTION),
+            method_config.get("resolution") or DEFAULT_RESOLUTION,
             weights=method_config.get("weights"),
         )
 

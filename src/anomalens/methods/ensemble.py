@@ -64,7 +64,7 @@ class Ensemble(Method):
             whose good crops it scores in a tight band (docs/results.md), so "ratio" is the
             default.
         backbone: given to every member that has a backbone, replacing its own; None keeps the
-            members' backbones.
+            members' backbones (and reads as their backbone when they all share one).
         resolution: given to every member whose resolution is a number of pixels (a "native"
             member keeps each image's own size); None keeps the members' resolutions.
         seed: given to every member whose method takes a seed, replacing one in its config.
@@ -107,6 +107,9 @@ class Ensemble(Method):
                 own = params.get("resolution", accepted["resolution"].default)
                 params["resolution"] = own if own == NATIVE else resolution
             self.members.append(create_method(method, **params))
+        shared = {member.config().get("backbone") for member in self.members}
+        if backbone is None and len(shared) == 1:
+            backbone = shared.pop()
         self.combine = combine
         self.normalization = normalization
         self.backbone = backbone

@@ -148,7 +148,7 @@ function showModel(model) {
   const thresholds = model.thresholds;
   const rows = [
     ["Method", model.method],
-    ["Backbone", `${model.backbone} @ ${model.resolution} px`],
+    ["Backbone", model.resolution ? `${model.backbone} @ ${model.resolution} px` : model.backbone],
     ["References", String(model.references)],
     ["Image threshold", fixed(thresholds.image.value, 4)],
     ["Pixel threshold", fixed(thresholds.pixel.value, 4)],
