@@ -5,6 +5,7 @@ import pytest
 from images import texture
 
 from anomalens import Detector
+from anomalens.errors import ImageError
 from anomalens.methods.anomalydino import DENSITY_FLOOR, AnomalyDINO
 
 
@@ -104,3 +105,33 @@ def test_the_bank_spacing_is_each_rows_distance_to_another_images_nearest_row():
 def test_density_is_subtract_divide_or_none():
     with pytest.raises(ValueError, match="density must be"):
         AnomalyDINO(density="lof")
+
+
+def test_position_statistics_divide_each_position_by_its_mean_held_out_score(tmp_path):
+    rows = np.arange(64)[:, None, None]
+    images = [np.where(rows < 32, texture(seed), 128).astype(np.uint8) for seed in range(4)]
+    options = {"resolution": 64, "rotation": False, "masking": False}
+    plain = AnomalyDINO(**options)
+    held_out = plain.fit_with_holdout(images)
+    method = AnomalyDINO(**options, position_statistics=True)
+    normalised = method.fit_with_holdout(images)
+    mean = np.mean([scores.grid for scores in held_out], axis=0)
+    assert np.allclose(method.position_mean, np.maximum(mean, 0.1 * mean.mean()))
+    np.testing.assert_allclose(normalised[0].grid, held_out[0].grid / method.position_mean)
+    probe = images[0].copy()
+    assert np.allclose(
+        method.score([probe])[0].grid, plain.score([probe])[0].grid / method.position_mean
+    )
+    loaded = Detector.load(
+        Detector(method="anomalydino", **options, position_statistics=True)
+        .fit(images)
+        .save(tmp_path / "model")
+    )
+    assert loaded.method.position_mean.shape == mean.shape
+
+
+def test_position_statistics_refuse_images_of_another_size():
+    method = AnomalyDINO(resolution=64, rotation=False, masking=False, position_statistics=True)
+    method.fit([texture(seed) for seed in range(3)])
+    with pytest.raises(ImageError, match="needs images of one size"):
+        method.score([texture(5, width=160)])

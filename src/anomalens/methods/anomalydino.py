@@ -7,15 +7,18 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from anomalens.errors import ConfigError
+from anomalens.errors import ConfigError, ImageError
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
-from anomalens.methods.base import top_fraction_mean
+from anomalens.methods.base import PatchScores, top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 
 DENSITY_CORRECTIONS = (None, "subtract", "divide")
 DENSITY_FLOOR = 1e-3
 """Added to the bank spacing before dividing by it, so that duplicated patches do not blow up."""
+POSITION_FLOOR = 0.1
+"""Per-position means are floored at this fraction of their average, so that a position where
+every reference matched exactly does not turn noise into anomalies."""
 
 
 class AnomalyDINO(MemoryBankMethod):
@@ -44,6 +47,12 @@ class AnomalyDINO(MemoryBankMethod):
             another reference), so that parts of normal appearance the references cover thinly
             do not score as anomalies: distance minus spacing (floored at 0), or distance over
             spacing + DENSITY_FLOOR. Costs one search of the bank by itself at fit.
+        position_statistics: for aligned products (the part in the same place in every photo,
+            all images of one size): divide each patch score by the mean held-out score of the
+            references at that grid position, so that positions where good parts vary (edges,
+            a moving cable) weigh less. Fit computes the leave-one-out scores for it (each
+            reference's held-out score is then divided by a mean it is 1/n of). On the three
+            unaligned datasets here it lowered image AUROC (docs/results.md).
         approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
         batch_size: images per backbone forward pass.
@@ -65,6 +74,7 @@ class AnomalyDINO(MemoryBankMethod):
         top_fraction: float = 0.01,
         min_top_patches: int = 1,
         density: str | None = None,
+        position_statistics: bool = False,
         approximate: bool | None = None,
         batch_size: int = 8,
     ):
@@ -85,6 +95,8 @@ class AnomalyDINO(MemoryBankMethod):
         self.min_top_patches = min_top_patches
         self.density = density
         self.bank_spacing = np.empty(0, dtype=np.float32)
+        self.position_statistics = position_statistics
+        self.position_mean: np.ndarray | None = None
         self.use_mask = masking is True
 
     def config(self) -> dict[str, Any]:
@@ -97,6 +109,7 @@ class AnomalyDINO(MemoryBankMethod):
             "top_fraction": self.top_fraction,
             "min_top_patches": self.min_top_patches,
             "density": self.density,
+            "position_statistics": self.position_statistics,
             "approximate": self.approximate,
         }
 
@@ -129,6 +142,30 @@ class AnomalyDINO(MemoryBankMethod):
                 owners.append(np.full(len(kept), owner))
         return np.concatenate(patches), np.concatenate(owners), grids
 
+    def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
+        if self.position_statistics and len(images) > 1:
+            self.fit_with_holdout(images, progress)
+        else:
+            super().fit(images, progress)
+
+    def fit_with_holdout(
+        self, images: list[np.ndarray], progress: bool = False
+    ) -> list[PatchScores]:
+        """Fit on all `images`; score each against the other images' bank rows, and with
+        `position_statistics` set the per-position means from those scores."""
+        self.position_mean = None
+        held_out = super().fit_with_holdout(images, progress)
+        if not self.position_statistics:
+            return held_out
+        shapes = {scores.grid.shape for scores in held_out}
+        if len(shapes) > 1:
+            raise ConfigError(
+                f"position_statistics needs references of one size; their grids are {shapes}"
+            )
+        mean = np.mean([scores.grid for scores in held_out], axis=0)
+        self.position_mean = np.maximum(mean, POSITION_FLOOR * mean.mean()).astype(np.float32)
+        return [self._per_position(scores) for scores in held_out]
+
     def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
         super().index_bank(bank, owners)
         if self.density:
@@ -147,17 +184,35 @@ class AnomalyDINO(MemoryBankMethod):
         scores = scores.reshape(grid.features.shape[:2])
         if self.use_mask:
             scores = np.where(foreground_mask(grid.features), scores, 0.0)
+        if self.position_mean is not None:
+            if scores.shape != self.position_mean.shape:
+                raise ImageError(
+                    f"image of {grid.image_size[1]}x{grid.image_size[0]} px",
+                    f"its {scores.shape} grid does not match the references' per-position "
+                    f"statistics {self.position_mean.shape}: position_statistics needs images "
+                    "of one size",
+                )
+            scores = scores / self.position_mean
         return scores, top_fraction_mean(scores, self.top_fraction, self.min_top_patches)
 
+    def _per_position(self, scores: PatchScores) -> PatchScores:
+        """Held-out `scores` divided by the per-position means, image score recomputed."""
+        grid = (scores.grid / self.position_mean).astype(np.float32)
+        image_score = top_fraction_mean(grid, self.top_fraction, self.min_top_patches)
+        return PatchScores(grid, scores.extent, scores.image_size, image_score)
+
     def state(self) -> dict[str, np.ndarray]:
-        spacing = {"bank_spacing": self.bank_spacing} if self.density else {}
-        return {**super().state(), "use_mask": np.array([self.use_mask]), **spacing}
+        extra = {"bank_spacing": self.bank_spacing} if self.density else {}
+        if self.position_mean is not None:
+            extra["position_mean"] = self.position_mean
+        return {**super().state(), "use_mask": np.array([self.use_mask]), **extra}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         super().load_state(arrays)
         self.use_mask = bool(arrays["use_mask"][0])
         if self.density:
             self.bank_spacing = arrays["bank_spacing"]
+        self.position_mean = arrays.get("position_mean")
 
     def _foreground(self, features: np.ndarray) -> np.ndarray:
         flat = features.reshape(-1, features.shape[-1])
