@@ -17,7 +17,7 @@ from anomalens.detector import Detector
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "good").mkdir()
-    for seed in range(6):
+    for seed in range(8):
         Image.fromarray(texture(seed)).save(root / "good" / f"{seed}.png")
     (root / "test" / "scratch").mkdir(parents=True)
     Image.fromarray(texture(50)).save(root / "test" / "ok.png")

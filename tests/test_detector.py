@@ -176,3 +176,11 @@ def test_unset_backbone_and_resolution_take_the_methods_own_defaults(method, res
 def test_a_backbone_given_to_a_method_without_one_is_refused():
     with pytest.raises(ConfigError, match="autoencoder method has no backbone"):
         Detector(method="autoencoder", backbone="efficientnet_lite0")
+
+
+def test_the_default_detector_flags_a_synthetic_defect_and_passes_a_good_image():
+    detector = Detector().fit(REFERENCES)
+    assert detector.method.name == "ensemble"
+    good, defective = detector.predict([GOOD, DEFECTIVE])
+    assert defective.verdict == "NG" and good.verdict == "OK"
+    assert defective.score > 1.5 * good.score
