@@ -25,6 +25,9 @@ backbone's memory per image."""
 
 Resolution = int | str
 """Pixels of the shorter side, or NATIVE."""
+TILE_MARGIN = 64
+"""Pixels of context each tile reads beyond its own region on every side (rounded up to the
+coarsest stride), so that features near tile borders see what the whole image would show."""
 
 
 @dataclass
@@ -93,6 +96,10 @@ class FeatureExtractor:
         keep_aspect: keep the aspect ratio and crop to that multiple (top-left anchored), as
             AnomalyDINO does.
         batch_size: images per forward pass; images are batched by preprocessed size.
+        tile: None runs the backbone on whole images; a side in pixels runs it on tiles of at
+            most that side (plus TILE_MARGIN of context) and stitches their features, which
+            bounds the backbone's memory per image; at native resolution it lifts the
+            MAX_NATIVE_PIXELS limit, so that large frames keep their full resolution.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class FeatureExtractor:
         weights: str | None = None,
         keep_aspect: bool = True,
         batch_size: int = 8,
+        tile: int | None = None,
     ):
         if resolution == NATIVE and not keep_aspect:
             raise ConfigError("native resolution keeps each image's shape: it needs keep_aspect")
@@ -115,6 +123,7 @@ class FeatureExtractor:
         self.weights = weights
         self.keep_aspect = keep_aspect
         self.batch_size = batch_size
+        self.tile = tile
         self.model: Backbone = load_backbone(backbone, weights)
         self.levels = tuple(levels) if levels else self.model.default_levels
         self.model.check_levels(self.levels)
@@ -124,13 +133,16 @@ class FeatureExtractor:
         )
 
     def config(self) -> dict[str, object]:
-        """The constructor keywords a method shares with its extractor, for saving."""
+        """The constructor keywords a method shares with its extractor, for saving (`tile` only
+        when set: the methods that tile take it)."""
+        tile = {} if self.tile is None else {"tile": self.tile}
         return {
             "backbone": self.backbone_name,
             "resolution": self.resolution,
             "levels": list(self.levels),
             "weights": self.weights,
             "batch_size": self.batch_size,
+            **tile,
         }
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
@@ -139,7 +151,8 @@ class FeatureExtractor:
             side = _round_to(self.resolution, self.size_multiple)
             return side, side
         if self.resolution == NATIVE:
-            scale = min(1.0, (MAX_NATIVE_PIXELS / (height * width)) ** 0.5)
+            limit = MAX_NATIVE_PIXELS if self.tile is None else float("inf")
+            scale = min(1.0, (limit / (height * width)) ** 0.5)
         else:
             scale = self.resolution / min(height, width)
         return max(round(height * scale), 1), max(round(width * scale), 1)
@@ -187,6 +200,32 @@ class FeatureExtractor:
             cache.entries[key] = (maps, seconds)
         return [cache.entries[key][0] for key in keys]
 
+    def _forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's levels of a (B, 3, H, W) batch, tile by tile when it exceeds `tile`."""
+        height, width = batch.shape[-2:]
+        multiple = self.size_multiple
+        if self.tile is None or max(height, width) <= self.tile:
+            return self.model(batch, self.levels)
+        core = max(self.tile // multiple * multiple, multiple)
+        margin = -(-TILE_MARGIN // multiple) * multiple
+        strides = {level: self.model.strides[level] for level in self.levels}
+        stitched: dict[str, torch.Tensor] = {}
+        for top in range(0, height, core):
+            for left in range(0, width, core):
+                bottom, right = min(top + core, height), min(left + core, width)
+                y0, x0 = max(top - margin, 0), max(left - margin, 0)
+                y1, x1 = min(bottom + margin, height), min(right + margin, width)
+                maps = self.model(batch[..., y0:y1, x0:x1], self.levels)
+                for level, value in maps.items():
+                    s = strides[level]
+                    if level not in stitched:
+                        shape = (*value.shape[:2], height // s, width // s)
+                        stitched[level] = value.new_zeros(shape)
+                    part = value[..., (top - y0) // s : (bottom - y0) // s, (left - x0) // s :]
+                    part = part[..., : (right - left) // s]
+                    stitched[level][..., top // s : bottom // s, left // s : right // s] = part
+        return stitched
+
     def _cache_key(self, image: np.ndarray) -> bytes:
         digest = hashlib.blake2b(repr((self.config(), self.keep_aspect, image.shape)).encode())
         digest.update(np.ascontiguousarray(image).data)
@@ -204,7 +243,7 @@ class FeatureExtractor:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = torch.stack([prepared[i][0] for i in chunk])
-                maps = self.model(batch, self.levels)
+                maps = self._forward(batch)
                 for row, index in enumerate(chunk):
                     outputs[index] = FeatureMaps(
                         levels={level: value[row].float() for level, value in maps.items()},

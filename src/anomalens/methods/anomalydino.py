@@ -56,6 +56,8 @@ class AnomalyDINO(MemoryBankMethod):
         approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
         batch_size: images per backbone forward pass.
+        tile: None, or the side in pixels of the tiles the backbone runs on (see
+            `FeatureExtractor`); with "native" resolution, frames over 1 MP keep their size.
     """
 
     name = "anomalydino"
@@ -77,6 +79,7 @@ class AnomalyDINO(MemoryBankMethod):
         position_statistics: bool = False,
         approximate: bool | None = None,
         batch_size: int = 8,
+        tile: int | None = None,
     ):
         if not 0 < rotation_step < 360 or 360 % rotation_step:
             raise ConfigError(f"rotation_step must divide 360 degrees, got {rotation_step}")
@@ -86,7 +89,7 @@ class AnomalyDINO(MemoryBankMethod):
             raise ConfigError(f"masking must be True, False or 'auto', got {masking!r}")
         super().__init__(approximate)
         self.extractor = FeatureExtractor(
-            backbone, resolution, levels, weights, keep_aspect, batch_size
+            backbone, resolution, levels, weights, keep_aspect, batch_size, tile
         )
         self.rotation = rotation
         self.rotation_step = rotation_step
