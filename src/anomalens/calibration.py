@@ -43,6 +43,11 @@ class Threshold:
         return asdict(self)
 
 
+def log_scores(scores: object) -> np.ndarray:
+    """Natural logs of positive scores, floored at 1e-12 (a score of 0 has no log)."""
+    return np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
+
+
 def prediction_margin(count: int, spread: float, rate: float) -> float:
     """How far beyond the mean of `count` normal samples with standard deviation `spread` a new
     sample lies with probability `rate` (one-sided Student-t prediction bound)."""
@@ -53,7 +58,7 @@ def prediction_margin(count: int, spread: float, rate: float) -> float:
 
 def prediction_bound(scores: np.ndarray, max_false_alarm: float) -> float:
     """Upper log-normal prediction bound exceeded by a new normal score with that probability."""
-    logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
+    logs = log_scores(scores)
     if logs.size < 2:
         raise ValueError("a threshold needs at least two held-out scores")
     spread = max(float(np.std(logs, ddof=1)), MIN_SPREAD * max(abs(float(np.mean(logs))), 1e-3))
@@ -80,7 +85,7 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold:
 
 def outliers(scores: np.ndarray, z: float = OUTLIER_Z) -> list[int]:
     """Indices of held-out scores far above the others (robust z-score of the log score)."""
-    logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
+    logs = log_scores(scores)
     if logs.size < 4:
         return []
     median = np.median(logs)

@@ -16,7 +16,7 @@ from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import find_boxes
 from anomalens.methods import METHODS, create_method
-from anomalens.methods.base import Method, PatchScores
+from anomalens.methods.base import Method, PatchScores, quadrants
 from anomalens.results import Result
 
 ImageInput = str | Path | np.ndarray
@@ -216,8 +216,8 @@ class Detector:
     def _fit_with_holdout(self, arrays: list[np.ndarray], progress: bool) -> list[PatchScores]:
         if len(arrays) >= SPLIT_BELOW:
             return self.method.fit_with_holdout(arrays, progress)
-        quadrants = [part for array in arrays for part in _quadrants(array)]
-        held_out = type(self.method)(**self.method.config()).fit_with_holdout(quadrants)
+        parts = [part for array in arrays for part in quadrants(array)]
+        held_out = type(self.method)(**self.method.config()).fit_with_holdout(parts)
         self.method.fit(arrays, progress)
         return held_out
 
@@ -265,15 +265,3 @@ def _arrays(
 
 def _name(image: ImageInput, index: int) -> str:
     return str(image) if isinstance(image, str | Path) else f"<array {index}>"
-
-
-def _quadrants(image: np.ndarray) -> list[np.ndarray]:
-    """The four quarters of an image."""
-    height, width = image.shape[:2]
-    half_h, half_w = height // 2, width // 2
-    return [
-        image[:half_h, :half_w],
-        image[:half_h, half_w:],
-        image[half_h:, :half_w],
-        image[half_h:, half_w:],
-    ]

@@ -19,6 +19,7 @@ from anomalens.calibration import Threshold
 from anomalens.defect_types.registry import DefectTypes
 from anomalens.errors import AnomalensError, ModelFileError
 from anomalens.io.atomic import sync_to_disk
+from anomalens.methods.base import prefixed
 
 if TYPE_CHECKING:
     from anomalens.detector import Detector
@@ -87,14 +88,14 @@ def load_detector(path: Path) -> "Detector":
         )
     try:
         detector = Detector.from_config(document["config"])
-        detector.method.load_state(_prefixed(arrays, "method."))
+        detector.method.load_state(prefixed(arrays, "method."))
         detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
         detector.references = document["references"]
         detector.reference_outliers = document["reference_outliers"]
         detector.held_out_scores = document.get("held_out_scores", [])  # older models lack them
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(
-                document["defect_types"], _prefixed(arrays, "types.")
+                document["defect_types"], prefixed(arrays, "types.")
             )
     except AnomalensError:  # missing or wrong backbone weights: the model files are fine
         raise
@@ -102,11 +103,6 @@ def load_detector(path: Path) -> "Detector":
         message = f"{type(error).__name__}: {error}"
         raise ModelFileError(f"{path}: inconsistent model files ({message})") from None
     return detector
-
-
-def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """The arrays whose key starts with `prefix`, keyed without it."""
-    return {key.removeprefix(prefix): v for key, v in arrays.items() if key.startswith(prefix)}
 
 
 def _replaceable(path: Path) -> bool:

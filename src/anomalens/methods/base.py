@@ -77,6 +77,24 @@ class Method(ABC):
         return results  # type: ignore[return-value]
 
 
+def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose key starts with `prefix`, keyed without it (how a state holds the
+    states of its parts)."""
+    return {key.removeprefix(prefix): v for key, v in arrays.items() if key.startswith(prefix)}
+
+
+def quadrants(image: np.ndarray) -> list[np.ndarray]:
+    """The four quarters of an image: held-out samples when there are too few references."""
+    height, width = image.shape[:2]
+    half_h, half_w = height // 2, width // 2
+    return [
+        image[:half_h, :half_w],
+        image[:half_h, half_w:],
+        image[half_h:, :half_w],
+        image[half_h:, half_w:],
+    ]
+
+
 def top_fraction_mean(values: np.ndarray, fraction: float = 0.01, minimum: int = 1) -> float:
     """Mean of the highest `fraction` of `values`, at least `minimum` of them (and at most all)."""
     flat = np.asarray(values, dtype=np.float64).ravel()

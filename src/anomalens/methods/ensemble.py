@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from anomalens.calibration import log_scores
 from anomalens.errors import ConfigError
 from anomalens.features import NATIVE, resized
-from anomalens.methods.base import Method, PatchScores
+from anomalens.methods.base import Method, PatchScores, prefixed, quadrants
 
 COARSE_MEMBER: dict[str, Any] = {"method": "anomalydino"}
 """AnomalyDINO at its defaults: 320 px, levels s16 + s32_early, 8 rotations, top-1% image score;
@@ -133,9 +134,7 @@ class Ensemble(Method):
         if len(images) > 1:
             self.fit_with_holdout(images, progress)
             return
-        from anomalens.detector import _quadrants  # the Detector's split of too few references
-
-        self.fit_with_holdout(_quadrants(images[0]), progress)
+        self.fit_with_holdout(quadrants(images[0]), progress)
         for member in self.members:
             member.fit(images, progress)
 
@@ -145,10 +144,10 @@ class Ensemble(Method):
         """Fit every member with its held-out scores, set each member's normalisation from them,
         and return their combination, normalised like `score`'s."""
         held_out = [member.fit_with_holdout(images, progress) for member in self.members]
-        logs = [_logs([s.image_score for s in h]) for h in held_out]
+        logs = [log_scores([s.image_score for s in h]) for h in held_out]
         self.image_log_mean = np.array([values.mean() for values in logs])
         self.image_log_std = np.array([max(values.std(ddof=1), MIN_LOG_STD) for values in logs])
-        maxima = [_logs([s.grid.max() for s in h]) for h in held_out]
+        maxima = [log_scores([s.grid.max() for s in h]) for h in held_out]
         self.map_scale = np.exp([values.mean() for values in maxima])
         return [self._combined(parts) for parts in zip(*held_out, strict=True)]
 
@@ -167,12 +166,10 @@ class Ensemble(Method):
         return arrays
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        from anomalens.persistence import _prefixed  # how saved models split their arrays
-
         self.image_log_mean, self.image_log_std = arrays["image_log_mean"], arrays["image_log_std"]
         self.map_scale = arrays["map_scale"]
         for index, member in enumerate(self.members):
-            member.load_state(_prefixed(arrays, f"member{index}."))
+            member.load_state(prefixed(arrays, f"member{index}."))
 
     def _combined(self, parts: tuple[PatchScores, ...]) -> PatchScores:
         """One image's member scores, normalised, on the finest member's grid, combined."""
@@ -183,7 +180,7 @@ class Ensemble(Method):
                 for part, scale in zip(parts, self.map_scale, strict=True)
             ]
         )
-        logs = _logs([part.image_score for part in parts]) - self.image_log_mean
+        logs = log_scores([part.image_score for part in parts]) - self.image_log_mean
         z = logs / self.image_log_std if self.normalization == "z" else logs
         if self.combine == "max":
             grid, log_score = grids.amax(dim=0), z.max()
@@ -195,8 +192,3 @@ class Ensemble(Method):
             image_size=finest.image_size,
             image_score=float(np.exp(log_score)),
         )
-
-
-def _logs(values: list[float]) -> np.ndarray:
-    """Natural logs of positive scores (floored at 1e-12, as calibration does)."""
-    return np.log(np.maximum(np.asarray(values, dtype=np.float64), 1e-12))

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from anomalens.errors import ConfigError
 from anomalens.methods.anomalydino import AnomalyDINO
-from anomalens.methods.base import Method, PatchScores, top_fraction_mean
+from anomalens.methods.base import Method, PatchScores, prefixed, top_fraction_mean
 from anomalens.methods.discriminator.model import PatchDiscriminator
 from anomalens.methods.discriminator.synthesis import random_defect
 from anomalens.methods.discriminator.training import TrainingPatches, train
@@ -184,17 +184,12 @@ class Discriminator(Method):
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.networks = []
-        while any(key.startswith(HEAD_PREFIX.format(len(self.networks))) for key in arrays):
-            prefix = HEAD_PREFIX.format(len(self.networks))
-            own = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+        while own := prefixed(arrays, HEAD_PREFIX.format(len(self.networks))):
             network = PatchDiscriminator(own["adaptor.weight"].shape[1], self.hidden)
             network.load_state_dict({key: torch.from_numpy(value) for key, value in own.items()})
             self.networks.append(network.eval())
         if self.knn_weight:
-            knn = {
-                k.removeprefix(KNN_PREFIX): v for k, v in arrays.items() if k.startswith(KNN_PREFIX)
-            }
-            self.knn.load_state(knn)
+            self.knn.load_state(prefixed(arrays, KNN_PREFIX))
 
     def training_patches(
         self, images: list[np.ndarray], progress: bool = False
