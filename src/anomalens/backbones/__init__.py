@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anomalens.backbones.base import Backbone
-from anomalens.backbones.weights import sha256
+from anomalens.backbones.weights import install_path, sha256
 from anomalens.errors import ConfigError, MissingWeightsError
 
 
@@ -19,12 +19,17 @@ class BackboneEntry:
         source: where the weights come from, for people.
         locate: weights path or None -> existing weights file or directory (MissingWeightsError).
         build: weights file or directory -> Backbone in eval mode.
+        filename: the file name `locate` looks for in the weights folders, where
+            `anomalens weights import` and `fetch` put the file.
+        url: where the file can be downloaded from; None if nowhere public.
     """
 
     name: str
     source: str
     locate: Callable[[str | Path | None], Path]
     build: Callable[[Path], Backbone]
+    filename: str
+    url: str | None = None
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
@@ -57,14 +62,18 @@ def load_backbone(name: str, weights: str | None = None) -> Backbone:
 
 
 def weights_status() -> list[dict[str, object]]:
-    """For each backbone: name, whether its weights are here, their source, path and sha256."""
+    """For each backbone: name, whether its weights are here, their source, and their path and
+    sha256, or for missing ones where `anomalens weights import` would put them ("target") and
+    whether `weights fetch` can download them ("fetchable")."""
     rows = []
     for name in backbone_names():
         entry = _REGISTRY[name]
         try:
             path = entry.locate(None)
         except MissingWeightsError:
-            rows.append({"name": name, "available": False, "source": entry.source})
+            target = str(install_path(entry.filename))
+            missing = {"available": False, "target": target, "fetchable": entry.url is not None}
+            rows.append({"name": name, "source": entry.source, **missing})
             continue
         rows.append(
             {

@@ -1,17 +1,24 @@
-"""Read weight files safely, find Hugging Face snapshots, and download only when asked."""
+"""Read weight files safely, find Hugging Face snapshots, and install files people supply or
+fetch (`anomalens weights import` / `fetch`) after checking them; nothing downloads unasked."""
 
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import safetensors.torch
 import torch
 from torch import nn
 
-from anomalens.backbones.weights import find_file, search_dirs
+from anomalens.backbones.weights import find_file, install_path, known_sha256, sha256
 from anomalens.errors import AnomalensError, MissingWeightsError
+from anomalens.io.atomic import atomic_write
 
-DOWNLOAD = "download"  # weights=DOWNLOAD (CLI: --weights download) fetches missing weights
+if TYPE_CHECKING:
+    from anomalens.backbones import BackboneEntry
 
 
 class WeightsFileError(AnomalensError):
@@ -90,26 +97,16 @@ def locate_weights(
     url: str | None,
     huggingface_repo: str | None = None,
 ) -> Path:
-    """Existing weights of `backbone`, downloading them only when `explicit` is DOWNLOAD.
+    """Existing weights of `backbone`; never downloads.
 
     Args:
         backbone: registry name, for messages.
-        filenames: file (or folder) names looked for in `search_dirs()`; the first is the name
-            a download is saved under.
-        explicit: a path (the only place looked at), DOWNLOAD, or None to search.
+        filenames: file (or folder) names looked for in `search_dirs()`; the first is the one
+            `anomalens weights import` and `fetch` install.
+        explicit: a path (the only place looked at), or None to search.
         url: where the first of `filenames` can be downloaded from; None if nowhere public.
         huggingface_repo: Hugging Face model whose cached snapshot is also accepted.
     """
-    if explicit == DOWNLOAD:
-        if url is None:
-            raise MissingWeightsError(f"backbone {backbone!r} has no public download")
-        try:
-            return locate_weights(backbone, filenames, None, url, huggingface_repo)
-        except MissingWeightsError:
-            target = search_dirs()[0] / filenames[0]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(target))  # writes a temp file, then renames
-            return target
     try:
         return find_file(backbone, filenames, explicit)
     except MissingWeightsError as error:
@@ -123,8 +120,63 @@ def locate_weights(
             hints.append(
                 f"Also looked for the Hugging Face model {huggingface_repo} in "
                 f"{huggingface_cache()}; a folder with its config.json and model.safetensors "
-                f"works too (weights=FOLDER)."
+                f"works too (--weights FOLDER)."
             )
         if url:
-            hints.append(f"Or pass weights={DOWNLOAD!r} (--weights {DOWNLOAD}) to fetch {url}.")
+            hints.append(
+                f"On a machine with internet, `anomalens weights fetch {backbone}` downloads "
+                f"{url} and checks it."
+            )
         raise MissingWeightsError("\n".join(hints)) from None
+
+
+def verified(entry: "BackboneEntry", path: Path) -> str:
+    """The file's SHA-256, after checking it against the digest its registered name carries
+    (torch hub's `name-<sha256 prefix>.pth`) and that it builds `entry`'s backbone; a
+    WeightsFileError names the file and what is wrong."""
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: no such file")
+    digest = sha256(path)
+    known = known_sha256(entry.filename)
+    if known and not digest.startswith(known):
+        raise WeightsFileError(
+            f"{path}: sha256 {digest} does not match {entry.filename}'s {known}...; "
+            "not the registered file, or damaged"
+        )
+    entry.build(path)
+    return digest
+
+
+def import_weights(entry: "BackboneEntry", source: Path) -> tuple[Path, str]:
+    """Check `source` (see `verified`) and copy it, atomically, into the first weights folder
+    searched (`install_path`); returns (where it went, its SHA-256)."""
+    digest = verified(entry, source)
+    target = atomic_write(install_path(entry.filename), lambda tmp: shutil.copyfile(source, tmp))
+    return target, digest
+
+
+def fetch_weights(
+    entry: "BackboneEntry",
+    download: Callable[[str, str], None] = torch.hub.download_url_to_file,
+) -> tuple[Path, str]:
+    """Download `entry.url`, check it (see `verified`) and move it where `import_weights` puts
+    it; returns (where it went, its SHA-256). `download(url, destination)` does the transfer."""
+    if entry.url is None:
+        raise MissingWeightsError(
+            f"backbone {entry.name!r} has no public download ({entry.source}): get "
+            f"{entry.filename} yourself, then `anomalens weights import {entry.name} FILE`"
+        )
+    target = install_path(entry.filename)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as folder:
+        downloaded = Path(folder) / entry.filename
+        try:
+            download(entry.url, str(downloaded))
+        except OSError as error:
+            raise MissingWeightsError(f"{entry.url}: download failed ({error})") from error
+        try:
+            digest = verified(entry, downloaded)
+        except WeightsFileError as error:
+            raise WeightsFileError(f"downloaded from {entry.url}: {error}") from error
+        os.replace(downloaded, target)
+    return target, digest

@@ -141,7 +141,7 @@ def _entry(name: str) -> BackboneEntry:
         return locate_weights(name, [filename, repo.split("/")[1]], weights, url, repo)
 
     source = f"Meta DINOv2 ({filename} or Hugging Face {repo}; Apache-2.0)"
-    return BackboneEntry(name, source, locate, lambda path: load_dinov2(name, path))
+    return BackboneEntry(name, source, locate, lambda path: load_dinov2(name, path), filename, url)
 
 
 for _size in _SIZES:

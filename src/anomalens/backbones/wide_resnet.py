@@ -130,5 +130,7 @@ register(
         source=f"torchvision {_FILENAME} (ImageNet, BSD-3-Clause)",
         locate=_locate,
         build=lambda path: load_resnet(_NAME, path),
+        filename=_FILENAME,
+        url=_URL,
     )
 )

@@ -66,6 +66,8 @@ class Ensemble(Method):
             default.
         backbone: given to every member that has a backbone, replacing its own; None keeps the
             members' backbones (and reads as their backbone when they all share one).
+        weights: the backbone's weights file or folder, given to every member that has a
+            backbone (each member's config keeps it); None lets each find its own.
         resolution: given to every member whose resolution is a number of pixels (a "native"
             member keeps each image's own size); None keeps the members' resolutions.
         seed: given to every member whose method takes a seed, replacing one in its config.
@@ -81,6 +83,7 @@ class Ensemble(Method):
         backbone: str | None = None,
         resolution: int | None = None,
         seed: int = 0,
+        weights: str | None = None,
     ):
         from anomalens.methods import METHODS, create_method  # this module is one of them
 
@@ -104,6 +107,8 @@ class Ensemble(Method):
                 params["seed"] = seed
             if backbone is not None and "backbone" in accepted:
                 params["backbone"] = backbone
+            if weights is not None and "weights" in accepted:
+                params["weights"] = weights
             if resolution is not None and "resolution" in accepted:
                 own = params.get("resolution", accepted["resolution"].default)
                 params["resolution"] = own if own == NATIVE else resolution
