@@ -1,6 +1,7 @@
 """The Detector: fit on good images, predict score, map, mask, boxes and verdict."""
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from anomalens.localization.regions import find_boxes
 from anomalens.methods import METHODS, create_method
 from anomalens.methods.base import Method, PatchScores, quadrants
 from anomalens.results import Result
+from anomalens.threads import set_threads
 
 ImageInput = str | Path | np.ndarray
 CALIBRATION_BATCH = 8
@@ -43,6 +45,8 @@ class Detector:
         min_region_area: regions with fewer pixels get no box.
         smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
         seed: seed of every random choice the method makes.
+        threads: threads of torch, faiss and OpenMP for this process (`anomalens.threads`);
+            None keeps the count set before, or sets the default (1) the first time.
         **method_params: further keywords of the method (see its class docstring).
     """
 
@@ -55,8 +59,10 @@ class Detector:
         min_region_area: int = 16,
         smoothing_sigma: float = SMOOTHING_SIGMA,
         seed: int = 0,
+        threads: int | None = None,
         **method_params: Any,
     ):
+        set_threads(threads)
         if not 0 < max_false_alarm < 1:
             raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
         self.max_false_alarm = max_false_alarm
@@ -117,6 +123,12 @@ class Detector:
         """
         if not images:
             raise ValueError("fit needs at least one good image")
+        if exclude_outliers and len(images) < SPLIT_BELOW:
+            warnings.warn(
+                f"exclude_outliers does nothing below {SPLIT_BELOW} references (too few to tell "
+                f"an outlier); all {len(images)} are kept",
+                stacklevel=2,
+            )
         names, arrays = _arrays(images, names)
         held_out = self._fit_with_holdout(arrays, progress)
         image_scores = np.array([scores.image_score for scores in held_out])
@@ -217,7 +229,7 @@ class Detector:
         if len(arrays) >= SPLIT_BELOW:
             return self.method.fit_with_holdout(arrays, progress)
         parts = [part for array in arrays for part in quadrants(array)]
-        held_out = type(self.method)(**self.method.config()).fit_with_holdout(parts)
+        held_out = type(self.method)(**self.method.config()).fit_with_holdout(parts, progress)
         self.method.fit(arrays, progress)
         return held_out
 
