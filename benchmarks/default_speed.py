@@ -12,13 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-import faiss
-import torch
-
 from anomalens import Detector
 from anomalens.data import discover
 from anomalens.data.shots import seeded_order
 from anomalens.io.images import load_image
+from anomalens.threads import set_threads
 
 DETECTORS = {"default (ensemble)": {}, "anomalydino": {"method": "anomalydino"}}
 
@@ -30,8 +28,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     print("| dataset | detector | fit s | ms/image | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for dataset in discover(args.data_root):

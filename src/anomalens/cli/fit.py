@@ -6,12 +6,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalens.cli.options import add_detector_options, detector_params, image_files, report_error
+from anomalens.cli.options import (
+    add_detector_options,
+    detector_params,
+    image_files,
+    plural,
+    report_error,
+)
 from anomalens.data import discover
 from anomalens.data.shots import read_reference_list, seeded_order
-from anomalens.detector import Detector
+from anomalens.detector import SPLIT_BELOW, Detector
 from anomalens.errors import AnomalensError
 from anomalens.io.images import load_image
+from anomalens.progress import say, spinner
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,15 +34,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
     add_detector_options(parser)
     parser.add_argument("--shots", type=int, help="use only K references, drawn by --seed")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw and the method")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the draw and the method (default: %(default)s)"
+    )
     parser.add_argument("--references", type=Path, help="file listing the exact reference images")
     parser.add_argument(
-        "--max-false-alarm", type=float, default=0.01, help="target rate of good images flagged NG"
+        "--max-false-alarm",
+        type=float,
+        default=0.01,
+        help="target rate of good images flagged NG (default: %(default)s)",
     )
     parser.add_argument(
         "--exclude-outliers",
         action="store_true",
-        help="drop references that look defective (checked with 8 references or more)",
+        help=f"drop references that look defective (checked with {SPLIT_BELOW} references or "
+        "more; fewer are too few to tell)",
     )
     parser.add_argument(
         "--calibrate",
@@ -52,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     """Fit, report outliers and failed files, save; exit 1 if any file failed."""
     paths = reference_paths(args)
     images, names, failed = [], [], 0
-    for path in tqdm(paths, desc="loading references", disable=len(paths) < 20):
+    for path in tqdm(paths, desc="loading references", unit="image"):
         try:
             images.append(load_image(path))
             names.append(str(path))
@@ -69,15 +82,22 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         **detector_params(args.param),
     )
-    detector.fit(images, progress=True, exclude_outliers=args.exclude_outliers, names=names)
+    exclude = args.exclude_outliers and len(images) >= SPLIT_BELOW
+    if args.exclude_outliers and not exclude:
+        say(
+            f"note: --exclude-outliers does nothing with {plural(len(images), 'reference')}: "
+            f"outliers are told from {SPLIT_BELOW} or more; all are kept"
+        )
+    detector.fit(images, progress=True, exclude_outliers=exclude, names=names)
     for name in detector.reference_outliers:
-        action = "excluded" if args.exclude_outliers else "kept (use --exclude-outliers to drop)"
-        print(f"warning: reference {name} scores like a defect against the others; {action}")
+        action = "excluded" if exclude else "kept (use --exclude-outliers to drop)"
+        say(f"warning: reference {name} scores like a defect against the others; {action}")
     if args.calibrate:
         failed += calibrate(detector, args.calibrate)
     detector.save(args.output)
     thresholds = ", ".join(f"{k} {t.value:.4f}" for k, t in detector.thresholds.items())
-    print(f"fitted on {len(detector.references)} references; thresholds: {thresholds}")
+    fitted = plural(len(detector.references), "reference")
+    print(f"fitted on {fitted}; thresholds: {thresholds}")
     print(f"saved {args.output}")
     return 1 if failed else 0
 
@@ -103,7 +123,8 @@ def calibrate(detector: Detector, folder: Path) -> int:
     ones are reported and left out, and when too few are left (a class missing) the references'
     threshold stays. Returns how many problems were reported."""
     images, labels, failed = [], [], 0
-    for sample in (sample for dataset in discover(folder) for sample in dataset.test):
+    samples = [sample for dataset in discover(folder) for sample in dataset.test]
+    for sample in tqdm(samples, desc="loading labelled images", unit="image"):
         try:
             images.append(load_image(sample.path))
             labels.append(sample.label)
@@ -111,7 +132,8 @@ def calibrate(detector: Detector, folder: Path) -> int:
             report_error(sample.path, error)
             failed += 1
     try:
-        detector.calibrate(images, np.array(labels, dtype=bool))
+        with spinner(f"calibrating on {plural(len(images), 'labelled image')}"):
+            detector.calibrate(images, np.array(labels, dtype=bool))
     except AnomalensError as error:
         problem = f"not calibrated, the references' threshold stays ({error})"
         report_error(folder, AnomalensError(problem))

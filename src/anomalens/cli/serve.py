@@ -19,17 +19,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument(
-        "--models", type=Path, default=Path("models"), help="folder holding the models and log"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, loopback only)",
     )
     parser.add_argument(
-        "--max-upload-mb", type=float, default=25, help="largest accepted file, in MiB"
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=40_000_000, help="largest accepted image, in pixels"
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="folder holding the models and log (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=25,
+        help="largest accepted file, in MiB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="largest accepted image, in pixels (default: %(default)s)",
     )
     parser.set_defaults(func=run)
 
@@ -58,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
         max_request_pixels=max(Limits.max_request_pixels, args.max_pixels),
     )
     hosts = LOOPBACK_NAMES | {host_name(args.host)} if is_loopback(args.host) else None
-    uvicorn.run(create_app(args.models, limits, hosts), host=args.host, port=args.port)
+    try:
+        app = create_app(args.models, limits, hosts)
+    except OSError as error:
+        problem = error.strerror or str(error)
+        raise ConfigError(f"--models {args.models}: cannot use this folder ({problem})") from None
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0
 
 

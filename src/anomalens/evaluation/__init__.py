@@ -13,6 +13,7 @@ from anomalens.data import discover
 from anomalens.data.shots import read_reference_list
 from anomalens.evaluation.protocol import EvaluationSettings, Run, iter_runs
 from anomalens.evaluation.report import write_run, write_summary
+from anomalens.progress import spinner
 
 
 def evaluate(
@@ -45,7 +46,8 @@ def evaluate(
     fixed = read_reference_list(list_file, root) if list_file else None
     runs = []
     for run in iter_runs(root, datasets, settings, fixed, progress):
-        write_run(out_dir, root, run)
+        with spinner(f"writing {run.category} {run.name}", progress):
+            write_run(out_dir, root, run)
         runs.append(dataclasses.replace(run, maps={}, examples=[]))
     write_summary(out_dir, root, datasets, settings, runs, list_file)
     return runs

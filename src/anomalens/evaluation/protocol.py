@@ -22,6 +22,7 @@ from anomalens.evaluation.operating_point import OperatingPoint
 from anomalens.features import FeatureCache, shared_feature_cache
 from anomalens.io.images import load_image
 from anomalens.metrics import PixelMetrics, f1_max, image_ap, image_auroc
+from anomalens.progress import spinner
 from anomalens.results import Result
 
 T = TypeVar("T")
@@ -222,16 +223,17 @@ def run_once(
     run's timings so that they stand for a run on its own.
     """
     skipped: list[str] = []
-    if fixed_references:
-        references, images = listed_references(dataset, fixed_references)
-    else:
-        references, images = seeded_references(dataset, shots, seed, skipped)
+    label = f"{dataset.name} {shots}-shot seed {seed}"
+    with spinner(f"{label}: loading references", progress):
+        if fixed_references:
+            references, images = listed_references(dataset, fixed_references)
+        else:
+            references, images = seeded_references(dataset, shots, seed, skipped)
     detector = settings.build_detector(seed)
-    _, fit_seconds = standalone_seconds(cache, partial(detector.fit, images))
+    _, fit_seconds = standalone_seconds(cache, partial(detector.fit, images, progress))
     test = test_samples(dataset, references)
     pixels = PixelMetrics() if dataset.has_masks else None
     operating = OperatingPoint()
-    label = f"{dataset.name} {shots}-shot seed {seed}"
     scores, maps, seconds = score_test_set(
         detector, test, root, settings, pixels, operating, skipped, label, progress, cache
     )
@@ -254,7 +256,7 @@ def run_once(
         skipped=skipped,
         detector_config=detector.config(),
         maps=maps,
-        examples=examples(detector, scores) if settings.overlay_examples else [],
+        examples=examples(detector, scores, progress) if settings.overlay_examples else [],
         operating_point=operating,
     )
 
@@ -375,9 +377,11 @@ def read_truth(
     return mask
 
 
-def examples(detector: Detector, scores: list[tuple[Sample, float]]) -> list[Example]:
+def examples(
+    detector: Detector, scores: list[tuple[Sample, float]], progress: bool = False
+) -> list[Example]:
     """Re-predict the highest- and lowest-scored defective images and the highest-scored good
-    ones, for the overlay grid."""
+    ones, for the overlay grid (with a spinner when `progress`)."""
     defective = sorted((s for s in scores if s[0].label == 1), key=lambda s: -s[1])
     good = sorted((s for s in scores if s[0].label == 0), key=lambda s: -s[1])
     rows = {
@@ -387,8 +391,9 @@ def examples(detector: Detector, scores: list[tuple[Sample, float]]) -> list[Exa
     }
     chosen = [(role, sample) for role, row in rows.items() for sample, _ in row]
     unique = list(dict.fromkeys(sample for _, sample in chosen))
-    images = {sample: load_image(sample.path) for sample in unique}
-    results = dict(zip(unique, detector.predict(list(images.values())), strict=True))
+    with spinner(f"re-predicting {len(unique)} images for the overlay grid", progress):
+        images = {sample: load_image(sample.path) for sample in unique}
+        results = dict(zip(unique, detector.predict(list(images.values())), strict=True))
     threshold = detector.thresholds["pixel"].value
     return [
         Example(

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from anomalens.memory.knn import NearestNeighbours
 from anomalens.methods.base import Method, PatchScores
+from anomalens.progress import spinner
 
 
 @dataclass
@@ -56,7 +57,7 @@ class MemoryBankMethod(Method):
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
         bank, owners, _ = self.bank_patches(images, progress)
-        self.index_bank(bank, owners)
+        self._index(bank, owners, progress)
 
     def fit_with_holdout(
         self, images: list[np.ndarray], progress: bool = False
@@ -65,13 +66,17 @@ class MemoryBankMethod(Method):
         if len(images) < 2:
             raise ValueError("held-out scores need at least two images")
         bank, owners, grids = self.bank_patches(images, progress)
-        self.index_bank(bank, owners)
+        self._index(bank, owners, progress)
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
             found = self.neighbours.distances_excluding(flat, owner)
             results.append(self._scores(grid, *found, exclude=owner))
         return results
+
+    def _index(self, bank: np.ndarray, owners: np.ndarray, progress: bool) -> None:
+        with spinner(f"indexing {len(bank):,} bank patches", progress):
+            self.index_bank(bank, owners)
 
     def score(self, images: list[np.ndarray]) -> list[PatchScores]:
         results = []
