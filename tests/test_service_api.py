@@ -380,7 +380,7 @@ def test_deleting_a_model_removes_its_folder_but_keeps_its_log(client, models_di
     client.post("/api/models/doomed/inspect", files=uploads(("a.png", png(90))))
     assert client.delete("/api/models/doomed").status_code == 204
     assert client.get("/api/models/doomed").status_code == 404
-    assert not (models_dir / "models" / "doomed").exists()
+    assert not (models_dir / "doomed").exists()
     assert [e["filename"] for e in client.get("/api/inspections?model=doomed").json()] == ["a.png"]
 
 
@@ -417,8 +417,13 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/models/{name}/inspect",
         "/api/models/{name}/defect-types",
         "/api/models/{name}/defect-types/{defect_type}",
+        "/api/models/{name}/defect-types/{defect_type}/examples/{position}.png",
+        "/api/models/{name}/thresholds",
+        "/api/skipped-folders",
         "/api/jobs/{job_id}",
         "/api/inspections",
+        "/api/inspections/{inspection}/{kind}.png",
+        "/api/export",
     }
 
 
