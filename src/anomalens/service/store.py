@@ -78,16 +78,20 @@ class ModelStore:
 
     def describe(self, name: str) -> dict[str, Any]:
         """Model `name`'s description: configuration, thresholds, references, defect types."""
+        self.require(name)
         with self.database.connect() as db:
-            row = db.execute("SELECT * FROM models WHERE name = ?", (check_name(name),)).fetchone()
-        if row is None:
+            row = db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        if row is None:  # deleted meanwhile
             raise NotFound(f"no model named {name!r}")
         return _description(row)
 
     def require(self, name: str) -> None:
-        """Raise NotFound unless model `name` is stored (ServiceError for an invalid name)."""
+        """Raise NotFound unless model `name` is stored, or its folder was just put into the
+        models folder (ServiceError for an invalid name)."""
         if not self.exists(check_name(name)):
-            raise NotFound(f"no model named {name!r}")
+            self.discover()
+            if not self.exists(name):
+                raise NotFound(f"no model named {name!r}")
 
     def exists(self, name: str) -> bool:
         """Whether a model `name` is stored."""
@@ -110,6 +114,8 @@ class ModelStore:
         with self.database.connect() as db:
             known = {row["name"] for row in db.execute("SELECT name FROM models")}
         folders = {path.name: path for path in self.root.iterdir() if _looks_like_model(path)}
+        for gone in self._skipped.keys() - folders.keys():
+            self._skipped.pop(gone, None)
         for name, folder in sorted(folders.items()):
             stamp = _stamp(folder)
             if name in known or self._skipped.get(name, (None,))[0] == stamp:
@@ -143,6 +149,8 @@ class ModelStore:
         """Model `name`'s detector, loaded on first use (and again when its files were changed
         by hand), with the model's lock held."""
         with self._model_lock(name):
+            if not self.exists(name):  # deleted while this waited for the lock
+                raise NotFound(f"no model named {name!r}")
             folder = self.root / name
             if name not in self._detectors or self._stamps.get(name) != _stamp(folder):
                 self._detectors[name] = Detector.load(folder)
@@ -246,8 +254,8 @@ class ModelStore:
             legacy.rmdir()
 
     def _model_lock(self, name: str) -> threading.Lock:
+        self.require(name)  # outside self._lock: it may discover, which takes it
         with self._lock:
-            self.require(name)
             return self._model_locks.setdefault(name, threading.Lock())
 
 
