@@ -694,6 +694,8 @@ def test_a_model_folder_that_cannot_load_is_listed_as_skipped_with_the_reason(
         assert "unreadable model files" in skipped["broken-copy"]
         assert "invalid model folder name 'bad name'" in skipped["bad name"]
         assert "broken-copy" not in [m["name"] for m in client.get("/api/models").json()]
+        taken = start_fit(client, "broken-copy")
+        assert taken.status_code == 409 and "or a folder of that name" in taken.json()["detail"]
     finally:
         shutil.rmtree(broken), shutil.rmtree(badly_named)
 

@@ -127,8 +127,8 @@ def _model_routes(store: ModelStore, jobs: FitJobs, limits: Limits) -> APIRouter
         max_false_alarm: Annotated[float, Form(gt=0, lt=1)] = 0.01,
     ) -> dict:
         """Start fitting a model on good images; poll the returned job for its state."""
-        if store.exists(check_name(name)):
-            raise Conflict(f"a model named {name!r} already exists")
+        if store.exists(check_name(name)) or (store.root / name).exists():
+            raise Conflict(f"a model named {name!r} already exists (or a folder of that name)")
         if resolution is not None and resolution > limits.max_resolution:
             raise ServiceError(f"resolution {resolution} is over the limit {limits.max_resolution}")
         uploads = read_images(_opened(files), limits, "good images")
