@@ -172,15 +172,17 @@ class Detector:
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
         return self
 
-    def predict(self, images: Sequence[ImageInput]) -> list[Result]:
+    def predict(self, images: Sequence[ImageInput], label: bool = True) -> list[Result]:
         """Inspect each image (path or RGB array); results come back in order, each box
-        labelled with its registered defect type (see `add_defect_type`)."""
+        labelled with its registered defect type (see `add_defect_type`) unless `label` is
+        False (for a caller that embeds the boxes itself)."""
         self._require_fitted()
         _, arrays = _arrays(images)
         results = []
         for image, scores in zip(images, self.method.score(arrays), strict=True):
             results.append(self._result(scores, image if isinstance(image, str | Path) else None))
-        self.defect_types.label(arrays, results)
+        if label:
+            self.defect_types.label(arrays, results)
         return results
 
     def add_defect_type(
