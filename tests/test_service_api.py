@@ -72,6 +72,10 @@ def fit(client: TestClient, name: str) -> dict:
     return wait(client, response.json())
 
 
+def decoded_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
 def decoded(base64_png: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(base64_png))))
 
@@ -329,7 +333,7 @@ def test_inspections_are_logged_newest_first_with_hash_score_verdict_and_boxes(c
     assert client.get("/api/inspections?limit=0").status_code == 422
 
 
-def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client, model):
+def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client, model, models_dir):
     examples = uploads(*((f"spot{i}.png", png(70 + i, defective=True)) for i in range(5)))
     added = client.post(
         f"/api/models/{model}/defect-types", data={"defect_type": "spot"}, files=examples
@@ -341,6 +345,8 @@ def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client,
         f"/api/models/{model}/inspect", files=uploads(("bad.png", png(80, defective=True)))
     )
     assert inspected.json()["results"][0]["boxes"][0]["defect_type"] == "spot"
+    (predicted,) = Detector.load(models_dir / model).predict([decoded_png(png(80, True))])
+    assert inspected.json()["results"][0]["boxes"] == [box.to_dict() for box in predicted.boxes]
     removed = client.delete(f"/api/models/{model}/defect-types/spot")
     assert removed.status_code == 200 and removed.json()["defect_types"] == []
     again = client.delete(f"/api/models/{model}/defect-types/spot")

@@ -20,10 +20,9 @@ from anomalens.detector import Detector
 from anomalens.errors import AnomalensError, ImageError, MissingWeightsError
 from anomalens.methods import METHODS
 from anomalens.results import Result
-from anomalens.service import exports
+from anomalens.service import exports, labels
 from anomalens.service.errors import Conflict, NotFound, ServiceError
 from anomalens.service.jobs import FitJobs
-from anomalens.service.labels import box_embeddings
 from anomalens.service.limits import BodySizeLimit, Limits
 from anomalens.service.log import Inspected, InspectionLog
 from anomalens.service.origin import SameOriginOnly
@@ -264,8 +263,9 @@ def _inspection_routes(store: ModelStore, log: InspectionLog, limits: Limits) ->
         uploads = read_images(_opened(files), limits)
         images = [upload.image for upload in uploads]
         with store.use(name) as detector:
-            results = detector.predict(images)
-            embeddings = box_embeddings(detector.defect_types, images, results)
+            results = detector.predict(images, label=False)
+            embeddings = labels.box_embeddings(detector.defect_types, images, results)
+            labels.label(detector.defect_types, results, embeddings)
             threshold = detector.thresholds["image"].value
             pixel_threshold = detector.thresholds["pixel"].value
         inspected = [

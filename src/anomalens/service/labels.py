@@ -28,16 +28,29 @@ def box_embeddings(
     return embeddings
 
 
+def label(types: DefectTypes, results: list[Result], embeddings: list[np.ndarray | None]) -> None:
+    """Set each box's defect type and similarity from its embedding (what `Detector.predict`
+    does, for results predicted with `label=False`)."""
+    for result, rows in zip(results, embeddings, strict=True):
+        if rows is not None:
+            for box, (name, similarity) in zip(result.boxes, matches(types, rows), strict=True):
+                box.defect_type, box.similarity = name, similarity
+
+
 def relabelled(types: DefectTypes, boxes: list[dict], embeddings: np.ndarray) -> list[dict]:
     """`boxes` (as `Box.to_dict` gives them) with the type and similarity that `types` give
-    their `embeddings` now; without registered types, none."""
-    if not types.names:
-        return [{**box, "defect_type": None, "similarity": None} for box in boxes]
-    matches = types.match(embeddings)
+    their `embeddings` now."""
     return [
         {**box, "defect_type": name, "similarity": similarity}
-        for box, (name, similarity) in zip(boxes, matches, strict=True)
+        for box, (name, similarity) in zip(boxes, matches(types, embeddings), strict=True)
     ]
+
+
+def matches(types: DefectTypes, embeddings: np.ndarray) -> list[tuple[str | None, float | None]]:
+    """(type name or "unknown", similarity) per embedding; (None, None) without types."""
+    if not types.names:
+        return [(None, None)] * len(embeddings)
+    return types.match(embeddings)
 
 
 def to_bytes(embeddings: np.ndarray) -> bytes:

@@ -466,7 +466,7 @@ function batchSection(batch, model, results, time) {
     element(
       "header", {},
       element("strong", {}, model),
-      ` · ${new Date(time).toLocaleString()} · ${plural(results.length, "photo")}, ${flagged} NG `,
+      ` · ${new Date(time).toLocaleString()} · ${plural(results.length, "photo")}, ${flagged} NG · `,
       downloads(`batch=${batch}`, "these results"),
       close,
     ),
