@@ -175,7 +175,7 @@ def test_create_inspect_download_reload_and_name_defects_in_the_page(server, bro
     assert page.locator("#defect-list .thumb").first.evaluate("i => i.naturalWidth > 0")
     relabelled = card(page, "line3/broken/000.png")
     expect(relabelled.locator(".boxes .tag").first).to_have_text("spot")
-    expect(relabelled.locator("svg.labels text").first).to_have_text("spot")
+    expect(relabelled.locator(".labels .box-label").first).to_have_text("spot")
     shot(page, "4-defect-type-named")
 
     page.get_by_label("remove spot").click()
@@ -208,6 +208,8 @@ def test_create_inspect_download_reload_and_name_defects_in_the_page(server, bro
     for selector in ("#model-select", "#inspect-drop", ".card", ".scroll"):  # the table scrolls
         box = page.locator(selector).first.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 800, selector
+    table = page.locator(".scroll").evaluate("t => t.scrollWidth <= t.clientWidth")
+    assert table, "the history table needs no sideways scrolling at 800 px"
     shot(page, "6-narrow")
     refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     assert problems == [refused]  # notes.png's, and nothing else

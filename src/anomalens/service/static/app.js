@@ -392,21 +392,20 @@ function scoreMeter(result) {
   return element("div", { class: "meter-row" }, text, meter);
 }
 
-/** SVG labels naming each box's defect type over the picture (types change; the PNG stays). */
+/** Labels naming each box's defect type over the picture, placed in percent of the image so
+ * that they keep their size on screen (types change when types are added; the PNG stays). */
 function boxLabels(result) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", `0 0 ${result.width} ${result.height}`);
-  svg.setAttribute("class", "labels");
-  const size = Math.max(result.width, result.height) / 14;
+  const layer = element("div", { class: "labels" });
   for (const box of result.boxes.filter((b) => b.defect_type)) {
-    const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
-    text.setAttribute("x", box.x0);
-    text.setAttribute("y", Math.min(box.y1 + size, result.height - 2));
-    text.setAttribute("font-size", size);
-    text.textContent = box.defect_type;
-    svg.append(text);
+    const label = element("span", { class: "box-label" }, box.defect_type);
+    const right = box.x0 > result.width / 2;  // in the right half: end the label at the box's right
+    label.style[right ? "right" : "left"] = `${(100 * (right ? result.width - box.x1 : box.x0)) / result.width}%`;
+    const above = box.y0 > 0.1 * result.height;  // above the box, else below it
+    label.style.top = `${(100 * (above ? box.y0 : box.y1)) / result.height}%`;
+    label.classList.toggle("above", above);
+    layer.append(label);
   }
-  return svg;
+  return layer;
 }
 
 function resultCard(result) {
@@ -660,6 +659,7 @@ async function refreshHistory() {
   const everything = $("#history-all").checked || !currentModel;
   const query = everything ? "" : `model=${encodeURIComponent(currentModel)}`;
   $("#history-downloads").replaceChildren(downloads(query, everything ? "all history" : "this model's history"));
+  $("#history").classList.toggle("single-model", !everything);
   try {
     const entries = await api(`/api/inspections?limit=50&${query}`);
     const rows = entries.map((entry) => {
@@ -670,14 +670,14 @@ async function refreshHistory() {
       const threshold = entry.threshold === null ? "" : ` / ${fixed(entry.threshold)}`;
       return element(
         "tr", { "data-id": String(entry.id) },
-        element("td", {}, new Date(entry.time).toLocaleString()),
-        element("td", {}, entry.model),
-        element("td", { class: "file", title: entry.filename }, entry.filename),
-        element("td", { class: "hash", title: entry.sha256 }, entry.sha256.slice(0, 12)),
-        element("td", { class: "number" }, `${fixed(entry.score)}${threshold}`),
+        element("td", {}, new Date(entry.time).toLocaleString([], { dateStyle: "short", timeStyle: "medium" })),
         element("td", {}, element("span", { class: `verdict ${entry.verdict.toLowerCase()}` }, entry.verdict)),
-        element("td", {}, boxes),
+        element("td", { class: "file", title: entry.filename }, entry.filename),
+        element("td", { class: "number" }, `${fixed(entry.score)}${threshold}`),
+        element("td", { class: "boxes-cell" }, boxes),
         element("td", {}, entry.batch ? open : ""),
+        element("td", { class: "model-col" }, entry.model),
+        element("td", { class: "hash", title: entry.sha256 }, entry.sha256.slice(0, 12)),
       );
     });
     const empty = element("tr", {}, element("td", { colspan: "8", class: "none" }, "no inspections yet"));
