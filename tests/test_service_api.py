@@ -232,6 +232,8 @@ def test_inspection_can_leave_the_pictures_out(client, model):
     )
     (result,) = response.json()["results"]
     assert result["overlay_png"] is None and result["mask_png"] is None
+    (entry,) = client.get(f"/api/inspections?batch={response.json()['batch']}").json()
+    assert (entry["has_overlay"], entry["has_mask"]) == (False, True)  # none was made
 
 
 def test_a_non_image_is_a_400_naming_the_file_and_the_server_keeps_serving(client, model):
@@ -530,7 +532,7 @@ def test_an_inspection_is_logged_as_a_batch_that_reopens_with_its_pictures(clien
 
 def inspected_batch(client, model: str) -> dict:
     files = uploads(("x/broken.png", png(58, defective=True)), ("x/good.png", png(59)))
-    return client.post(f"/api/models/{model}/inspect?pictures=false", files=files).json()
+    return client.post(f"/api/models/{model}/inspect", files=files).json()
 
 
 def test_a_batch_downloads_as_json_csv_coco_and_a_zip_of_masks_and_overlays(client, model):

@@ -255,7 +255,10 @@ def _inspection_routes(store: ModelStore, log: InspectionLog, limits: Limits) ->
     def inspect(
         name: str,
         files: Annotated[list[UploadFile], File(description="images to inspect")],
-        pictures: Annotated[bool, Query(description="include overlay and mask PNGs")] = True,
+        pictures: Annotated[
+            bool,
+            Query(description="include overlay and mask PNGs; false makes no overlay to log"),
+        ] = True,
     ) -> dict:
         """Score images: verdict against the image threshold, boxes with defect types, and
         overlay and mask pictures. The results are logged as one batch."""
@@ -269,7 +272,7 @@ def _inspection_routes(store: ModelStore, log: InspectionLog, limits: Limits) ->
             threshold = detector.thresholds["image"].value
             pixel_threshold = detector.thresholds["pixel"].value
         inspected = [
-            _inspected(upload, result, threshold, pixel_threshold, rows)
+            _inspected(upload, result, threshold, pixel_threshold if pictures else None, rows)
             for upload, result, rows in zip(uploads, results, embeddings, strict=True)
         ]
         batch, ids = log.record(name, inspected)
@@ -338,21 +341,25 @@ def _inspected(
     upload: UploadedImage,
     result: Result,
     threshold: float,
-    pixel_threshold: float,
+    pixel_threshold: float | None,
     embeddings: np.ndarray | None,
 ) -> Inspected:
-    """What the log keeps of one image's result. The overlay is coloured relative to
-    `pixel_threshold` and draws the boxes without their types, which change when types are
-    added or removed (the page and the downloads name them)."""
-    untyped = [dataclasses.replace(box, defect_type=None) for box in result.boxes]
-    picture = overlay(upload.image, dataclasses.replace(result, boxes=untyped), pixel_threshold)
+    """What the log keeps of one image's result; without `pixel_threshold`, no overlay. The
+    overlay is coloured relative to `pixel_threshold` and draws the boxes without their
+    types, which change when types are added or removed (the page and the downloads name
+    them)."""
+    overlay_png = None
+    if pixel_threshold is not None:
+        untyped = [dataclasses.replace(box, defect_type=None) for box in result.boxes]
+        untyped_result = dataclasses.replace(result, boxes=untyped)
+        overlay_png = png_bytes(overlay(upload.image, untyped_result, pixel_threshold))
     return Inspected(
         filename=upload.filename,
         sha256=upload.sha256,
         result=result,
         threshold=threshold,
         mask_png=png_bytes(mask_image(result)),
-        overlay_png=png_bytes(picture),
+        overlay_png=overlay_png,
         embeddings=embeddings,
     )
 
@@ -363,7 +370,7 @@ def _answer(number: int, upload: UploadedImage, item: Inspected, pictures: bool)
     encoded = {"overlay_png": None, "mask_png": None}
     if pictures:
         encoded = {
-            "overlay_png": base64.b64encode(item.overlay_png or b"").decode("ascii"),
+            "overlay_png": base64.b64encode(item.overlay_png).decode("ascii"),
             "mask_png": base64.b64encode(item.mask_png).decode("ascii"),
         }
     return ImageInspection(
