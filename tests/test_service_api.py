@@ -737,3 +737,16 @@ def test_a_model_without_held_out_scores_says_a_new_fit_is_needed(client, model,
         assert response.status_code == 400 and "fit it again" in response.json()["detail"]
     finally:
         client.delete("/api/models/older")
+
+
+def test_a_model_refitted_on_disk_by_hand_is_reloaded_on_its_next_use(client, model, models_dir):
+    folder = copy_model(models_dir, model, "by-hand")
+    try:
+        client.post("/api/models/by-hand/inspect", files=uploads(("h.png", png(6))))  # loaded
+        Detector.load(folder).retarget(0.2).save(folder)  # as `anomalens` on the command line
+        strict = Detector.load(folder).thresholds["image"].value
+        answer = client.post("/api/models/by-hand/inspect", files=uploads(("h.png", png(6))))
+        assert answer.json()["results"][0]["threshold"] == strict
+        assert client.get("/api/models/by-hand").json()["thresholds"]["image"]["value"] == strict
+    finally:
+        client.delete("/api/models/by-hand")

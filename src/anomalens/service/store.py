@@ -100,9 +100,8 @@ class ModelStore:
 
     def skipped(self) -> list[dict[str, str]]:
         """Folders in the models folder that look like models but cannot be used, and why."""
-        return [
-            {"folder": name, "problem": problem} for name, (_, problem) in self._skipped.items()
-        ]
+        with self._lock:
+            return [{"folder": name, "problem": why} for name, (_, why) in self._skipped.items()]
 
     def discover(self) -> None:
         """Record every model folder in `root` that has no metadata yet (copied in by hand, or
@@ -114,22 +113,24 @@ class ModelStore:
         with self.database.connect() as db:
             known = {row["name"] for row in db.execute("SELECT name FROM models")}
         folders = {path.name: path for path in self.root.iterdir() if _looks_like_model(path)}
-        for gone in self._skipped.keys() - folders.keys():
-            self._skipped.pop(gone, None)
+        with self._lock:
+            self._skipped = {k: v for k, v in self._skipped.items() if k in folders}
+            tried = dict(self._skipped)
         for name, folder in sorted(folders.items()):
             stamp = _stamp(folder)
-            if name in known or self._skipped.get(name, (None,))[0] == stamp:
+            if name in known or tried.get(name, (None,))[0] == stamp:
                 continue
             try:
-                detector = Detector.load(folder)
                 check_name(name, "model folder name")
+                detector = Detector.load(folder)
             except AnomalensError as error:
-                self._skipped[name] = (stamp, str(error))
+                with self._lock:
+                    self._skipped[name] = (stamp, str(error))
                 continue
-            self._skipped.pop(name, None)
             with self._lock:
+                self._skipped.pop(name, None)
                 if not self.exists(name):
-                    created = datetime.fromtimestamp(folder.stat().st_mtime, UTC)
+                    created = datetime.fromtimestamp(stamp / 1e9, UTC)
                     self._record(name, detector, created.isoformat(timespec="milliseconds"))
         for name in known - folders.keys():
             self._forget_if_idle(name)
