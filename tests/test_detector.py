@@ -62,6 +62,23 @@ def test_a_loaded_detector_gives_bit_identical_results(fitted, tmp_path):
     np.testing.assert_array_equal(after.anomaly_map, before.anomaly_map)
     assert loaded.thresholds == fitted.thresholds
     assert loaded.held_out_scores == fitted.held_out_scores
+    assert loaded.held_out_map_maxima == fitted.held_out_map_maxima
+
+
+def test_retargeting_moves_both_thresholds_as_a_fit_at_that_target_would():
+    fitted = Detector(method="anomalydino", resolution=64).fit(REFERENCES)
+    strict = Detector(method="anomalydino", resolution=64, max_false_alarm=0.001).fit(REFERENCES)
+    before = fitted.threshold_dicts()
+    fitted.retarget(0.001)
+    assert fitted.threshold_dicts() == strict.threshold_dicts()
+    assert fitted.thresholds["image"].value > before["image"]["value"]
+    assert fitted.thresholds["pixel"].value > before["pixel"]["value"]
+    assert fitted.max_false_alarm == 0.001
+    with pytest.raises(ConfigError, match="must be in"):
+        fitted.retarget(1.5)
+    fitted.held_out_map_maxima = []  # as an older model loads
+    with pytest.raises(ConfigError, match="fit it again"):
+        fitted.retarget(0.05)
 
 
 @pytest.mark.parametrize("method", ["anomalydino", "patchcore"])

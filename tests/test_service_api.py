@@ -4,7 +4,11 @@ import base64
 import dataclasses
 import hashlib
 import io
+import json
+import shutil
+import sqlite3
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +21,10 @@ from PIL import Image
 
 from anomalens.cli import main
 from anomalens.detector import Detector
+from anomalens.results import Result
 from anomalens.service import Limits, create_app, jobs
+from anomalens.service.database import Database
+from anomalens.service.log import Inspected, InspectionLog
 from anomalens.visualize import png_bytes
 
 DEFECT_CENTRE = (31, 47)
@@ -63,6 +70,10 @@ def fit(client: TestClient, name: str) -> dict:
     response = start_fit(client, name)
     assert response.status_code == 202, response.text
     return wait(client, response.json())
+
+
+def decoded_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def decoded(base64_png: str) -> np.ndarray:
@@ -221,6 +232,8 @@ def test_inspection_can_leave_the_pictures_out(client, model):
     )
     (result,) = response.json()["results"]
     assert result["overlay_png"] is None and result["mask_png"] is None
+    (entry,) = client.get(f"/api/inspections?batch={response.json()['batch']}").json()
+    assert (entry["has_overlay"], entry["has_mask"]) == (False, True)  # none was made
 
 
 def test_a_non_image_is_a_400_naming_the_file_and_the_server_keeps_serving(client, model):
@@ -322,7 +335,7 @@ def test_inspections_are_logged_newest_first_with_hash_score_verdict_and_boxes(c
     assert client.get("/api/inspections?limit=0").status_code == 422
 
 
-def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client, model):
+def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client, model, models_dir):
     examples = uploads(*((f"spot{i}.png", png(70 + i, defective=True)) for i in range(5)))
     added = client.post(
         f"/api/models/{model}/defect-types", data={"defect_type": "spot"}, files=examples
@@ -334,6 +347,8 @@ def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client,
         f"/api/models/{model}/inspect", files=uploads(("bad.png", png(80, defective=True)))
     )
     assert inspected.json()["results"][0]["boxes"][0]["defect_type"] == "spot"
+    (predicted,) = Detector.load(models_dir / model).predict([decoded_png(png(80, True))])
+    assert inspected.json()["results"][0]["boxes"] == [box.to_dict() for box in predicted.boxes]
     removed = client.delete(f"/api/models/{model}/defect-types/spot")
     assert removed.status_code == 200 and removed.json()["defect_types"] == []
     again = client.delete(f"/api/models/{model}/defect-types/spot")
@@ -380,7 +395,7 @@ def test_deleting_a_model_removes_its_folder_but_keeps_its_log(client, models_di
     client.post("/api/models/doomed/inspect", files=uploads(("a.png", png(90))))
     assert client.delete("/api/models/doomed").status_code == 204
     assert client.get("/api/models/doomed").status_code == 404
-    assert not (models_dir / "models" / "doomed").exists()
+    assert not (models_dir / "doomed").exists()
     assert [e["filename"] for e in client.get("/api/inspections?model=doomed").json()] == ["a.png"]
 
 
@@ -417,8 +432,13 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/models/{name}/inspect",
         "/api/models/{name}/defect-types",
         "/api/models/{name}/defect-types/{defect_type}",
+        "/api/models/{name}/defect-types/{defect_type}/examples/{position}.png",
+        "/api/models/{name}/thresholds",
+        "/api/skipped-folders",
         "/api/jobs/{job_id}",
         "/api/inspections",
+        "/api/inspections/{inspection}/{kind}.png",
+        "/api/export",
     }
 
 
@@ -466,3 +486,267 @@ def test_a_loopback_server_answers_only_to_loopback_names_and_its_own(tmp_path, 
             assert local.get("/api/health", headers={"Host": host}).status_code == 200
         rebound = local.get("/api/health", headers={"Host": "evil.example:8000"})
         assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]
+
+
+def test_the_docs_page_comes_from_the_package_and_loads_nothing_from_elsewhere(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and '<script src="docs.js"' in page.text
+    assert "http" not in page.text.replace('http-equiv="Content-Security-Policy"', "")
+    script = client.get("/docs.js")
+    assert script.status_code == 200 and 'fetch("/openapi.json")' in script.text
+
+
+def test_file_names_keep_their_folders_but_never_climb_out(client, model):
+    files = uploads(("good/000.png", png(1)), ("broken/000.png", png(2)), ("../../x/a.png", png(3)))
+    results = client.post(f"/api/models/{model}/inspect?pictures=false", files=files).json()
+    assert [r["filename"] for r in results["results"]] == [
+        "good/000.png",
+        "broken/000.png",
+        "x/a.png",
+    ]
+
+
+def test_an_inspection_is_logged_as_a_batch_that_reopens_with_its_pictures(client, model):
+    files = uploads(("a/bad.png", png(56, defective=True)), ("a/fine.png", png(57)))
+    answer = client.post(f"/api/models/{model}/inspect", files=files).json()
+    threshold = client.get(f"/api/models/{model}").json()["thresholds"]["image"]["value"]
+    assert all(r["threshold"] == threshold for r in answer["results"])
+    entries = client.get(f"/api/inspections?batch={answer['batch']}").json()
+    assert [e["filename"] for e in entries] == ["a/bad.png", "a/fine.png"]
+    for entry, result in zip(entries, answer["results"], strict=True):
+        assert entry["id"] == result["id"] and entry["batch"] == answer["batch"]
+        assert (entry["score"], entry["threshold"], entry["boxes"]) == (
+            result["score"],
+            result["threshold"],
+            result["boxes"],
+        )
+        assert (entry["width"], entry["height"]) == (WIDTH, HEIGHT)
+        assert entry["has_overlay"] and entry["has_mask"]
+        for kind in ("overlay", "mask"):
+            picture = client.get(f"/api/inspections/{entry['id']}/{kind}.png")
+            assert picture.headers["content-type"] == "image/png"
+            assert picture.content == base64.b64decode(result[f"{kind}_png"])
+    assert client.get("/api/inspections?batch=nosuch").status_code == 404
+    assert client.get("/api/inspections/999999/mask.png").status_code == 404
+
+
+def inspected_batch(client, model: str) -> dict:
+    files = uploads(("x/broken.png", png(58, defective=True)), ("x/good.png", png(59)))
+    return client.post(f"/api/models/{model}/inspect", files=files).json()
+
+
+def test_a_batch_downloads_as_json_csv_coco_and_a_zip_of_masks_and_overlays(client, model):
+    answer = inspected_batch(client, model)
+    batch = answer["batch"]
+    get = lambda format: client.get(f"/api/export?format={format}&batch={batch}")  # noqa: E731
+    as_json = get("json")
+    assert as_json.headers["content-disposition"] == f'attachment; filename="batch-{batch}.json"'
+    logged = as_json.json()["inspections"]
+    assert [e["filename"] for e in logged] == ["x/broken.png", "x/good.png"]
+    assert [e["score"] for e in logged] == [r["score"] for r in answer["results"]]
+    rows = get("csv").text.splitlines()
+    assert rows[0].startswith("id,time,model,batch,filename,sha256,width,height,score,threshold")
+    assert len(rows) == 3 and ",x/broken.png," in rows[1]
+    coco = get("coco").json()
+    assert [image["file_name"] for image in coco["images"]] == ["x/broken.png", "x/good.png"]
+    boxes = answer["results"][0]["boxes"]
+    assert len(coco["annotations"]) == len(boxes) > 0
+    assert coco["annotations"][0]["area"] == boxes[0]["area"]
+    archive = zipfile.ZipFile(io.BytesIO(get("zip").content))
+    assert set(archive.namelist()) == {
+        "results.json",
+        "results.csv",
+        "coco.json",
+        "masks/x/broken.png",
+        "masks/x/good.png",
+        "overlays/x/broken.png",
+        "overlays/x/good.png",
+    }
+    mask = np.asarray(Image.open(io.BytesIO(archive.read("masks/x/broken.png"))))
+    assert mask[DEFECT_CENTRE] == 255
+
+
+def test_the_history_downloads_whole_with_repeated_names_kept_apart(client, model):
+    inspected_batch(client, model)
+    inspected_batch(client, model)
+    response = client.get(f"/api/export?format=zip&model={model}")
+    assert response.headers["content-disposition"].endswith(f'filename="history-{model}.zip"')
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    history = json.loads(archive.read("results.json"))["inspections"]
+    assert len(history) >= 4 and {e["model"] for e in history} == {model}
+    masks = [name for name in archive.namelist() if name.startswith("masks/x/broken")]
+    assert len(masks) == len({*masks}) >= 2
+    everything = client.get("/api/export?format=csv").text.splitlines()
+    assert len(everything) == 1 + len(client.get("/api/inspections?limit=1000").json())
+    assert client.get("/api/export?format=pdf").status_code == 422
+
+
+def test_old_overlays_are_dropped_beyond_their_budget_and_the_rest_is_kept(tmp_path):
+    log = InspectionLog(Database(tmp_path / "log.sqlite3"), kept_overlay_bytes=250)
+    result = Result(0.5, np.zeros((2, 2), np.float32), np.zeros((2, 2), bool))
+    item = Inspected("a.png", "00", result, 1.0, b"mask", b"o" * 100, None)
+    for _ in range(4):
+        log.record("m", [item])
+    entries = log.entries(10, "m")
+    assert [e["has_overlay"] for e in entries] == [True, True, False, False]
+    assert all(e["has_mask"] for e in entries)
+    assert log.picture(entries[3]["id"], "mask") == b"mask"
+
+
+def test_adding_and_removing_a_defect_type_relabels_earlier_results(client, model):
+    answer = inspected_batch(client, model)
+    before = answer["results"][0]["boxes"]
+    assert before and all(box["defect_type"] is None for box in before)
+    examples = uploads(*((f"dent{i}.png", png(100 + i, defective=True)) for i in range(3)))
+    added = client.post(
+        f"/api/models/{model}/defect-types", data={"defect_type": "dent"}, files=examples
+    ).json()
+    assert added["relabelled"] >= 1
+    entry = client.get(f"/api/inspections?batch={answer['batch']}").json()[0]
+    assert [box["defect_type"] for box in entry["boxes"]] == ["dent"] * len(before)
+    assert all(box["similarity"] > 0 for box in entry["boxes"])
+    assert {
+        k: v for k, v in entry["boxes"][0].items() if k not in ("defect_type", "similarity")
+    } == {k: v for k, v in before[0].items() if k not in ("defect_type", "similarity")}
+    removed = client.delete(f"/api/models/{model}/defect-types/dent").json()
+    assert removed["relabelled"] >= 1
+    entry = client.get(f"/api/inspections?batch={answer['batch']}").json()[0]
+    assert [box["defect_type"] for box in entry["boxes"]] == [None] * len(before)
+
+
+def test_examples_take_a_box_or_a_mask_each_and_keep_thumbnails(client, model):
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[24:38, 40:54] = 255
+    files = uploads(*((f"pit{i}.png", png(110 + i, defective=True)) for i in range(3)))
+    files.append(("masks", ("pit-mask.png", png_bytes(mask), "image/png")))
+    fields = {"defect_type": "pit", "boxes": "[[40, 24, 54, 38], null, null]", "mask_of": "[1]"}
+    added = client.post(f"/api/models/{model}/defect-types", data=fields, files=files)
+    assert added.status_code == 200, added.text
+    assert added.json()["defect_examples"]["pit"] == ["pit0.png", "pit1.png", "pit2.png"]
+    thumbnail = client.get(f"/api/models/{model}/defect-types/pit/examples/2.png")
+    assert thumbnail.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(thumbnail.content)).size == (WIDTH, HEIGHT)  # under 160 px
+    client.delete(f"/api/models/{model}/defect-types/pit")
+    assert client.get(f"/api/models/{model}/defect-types/pit/examples/2.png").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"boxes": "[[1, 2, 3]]"}, "boxes must give [x0, y0, x1, y1]"),
+        ({"boxes": "[[1, 2, 3, 4], null]"}, "for each of the 1 example images"),
+        ({"boxes": "not json"}, "boxes must be a JSON list"),
+        ({"mask_of": "[3]"}, "mask_of must give one example index (0 to 0) per mask"),
+    ],
+)
+def test_bad_boxes_or_mask_places_are_refused_with_the_reason(client, model, fields, problem):
+    files = uploads(("e.png", png(120, defective=True)))
+    if "mask_of" in fields:
+        files.append(("masks", ("m.png", png(121), "image/png")))
+    response = client.post(
+        f"/api/models/{model}/defect-types", data={"defect_type": "bad", **fields}, files=files
+    )
+    assert response.status_code == 400
+    assert problem in response.json()["detail"]
+
+
+def test_the_false_alarm_target_moves_the_thresholds_without_a_fit(client, model, models_dir):
+    before = client.get(f"/api/models/{model}").json()
+    assert before["retargetable"]
+    strict = client.post(f"/api/models/{model}/thresholds", json={"max_false_alarm": 0.001})
+    assert strict.status_code == 200, strict.text
+    thresholds = strict.json()["thresholds"]
+    assert thresholds["image"]["value"] > before["thresholds"]["image"]["value"]
+    assert thresholds["pixel"]["value"] > before["thresholds"]["pixel"]["value"]
+    assert thresholds["image"]["max_false_alarm"] == 0.001
+    assert (
+        Detector.load(models_dir / model).thresholds["image"].value == thresholds["image"]["value"]
+    )
+    (answer,) = client.post(
+        f"/api/models/{model}/inspect", files=uploads(("t.png", png(1)))
+    ).json()["results"]
+    assert answer["threshold"] == thresholds["image"]["value"]
+    back = client.post(f"/api/models/{model}/thresholds", json={"max_false_alarm": 0.01}).json()
+    assert back["thresholds"] == before["thresholds"]
+    bad = client.post(f"/api/models/{model}/thresholds", json={"max_false_alarm": 1.5})
+    assert bad.status_code == 422
+
+
+def copy_model(models_dir: Path, source: str, name: str) -> Path:
+    shutil.copytree(models_dir / source, models_dir / name)
+    return models_dir / name
+
+
+def test_models_live_in_the_folder_given_and_one_copied_in_is_listed_and_used(
+    client, model, models_dir
+):
+    assert (models_dir / model / "detector.json").is_file()
+    assert not (models_dir / "models").exists()
+    copied = copy_model(models_dir, model, "copied")
+    listed = {m["name"]: m for m in client.get("/api/models").json()}
+    assert listed["copied"]["thresholds"] == listed[model]["thresholds"]
+    inspected = client.post("/api/models/copied/inspect", files=uploads(("c.png", png(5))))
+    assert inspected.status_code == 200
+    shutil.rmtree(copied)
+    assert "copied" not in [m["name"] for m in client.get("/api/models").json()]
+
+
+def test_a_model_folder_that_cannot_load_is_listed_as_skipped_with_the_reason(
+    client, model, models_dir
+):
+    broken = copy_model(models_dir, model, "broken-copy")
+    (broken / "detector.json").write_text("{ not json")
+    badly_named = copy_model(models_dir, model, "bad name")
+    try:
+        skipped = {s["folder"]: s["problem"] for s in client.get("/api/skipped-folders").json()}
+        assert "unreadable model files" in skipped["broken-copy"]
+        assert "invalid model folder name 'bad name'" in skipped["bad name"]
+        assert "broken-copy" not in [m["name"] for m in client.get("/api/models").json()]
+        taken = start_fit(client, "broken-copy")
+        assert taken.status_code == 409 and "or a folder of that name" in taken.json()["detail"]
+    finally:
+        shutil.rmtree(broken), shutil.rmtree(badly_named)
+
+
+def test_a_model_saved_without_its_database_row_is_recovered_on_start(client, model, models_dir):
+    copy_model(models_dir, model, "orphan")
+    client.get("/api/models")  # recorded...
+    with sqlite3.connect(models_dir / "anomalens.sqlite3") as db:
+        db.execute("DELETE FROM models WHERE name = 'orphan'")  # ...then lost, as by a kill
+    with TestClient(create_app(models_dir, LIMITS)) as restarted:
+        assert restarted.get("/api/models/orphan").status_code == 200
+        assert restarted.delete("/api/models/orphan").status_code == 204
+
+
+def test_models_of_the_older_layout_are_moved_into_the_folder_given(model, models_dir, tmp_path):
+    root = tmp_path / "older"
+    shutil.copytree(models_dir / model, root / "models" / "legacy")
+    with TestClient(create_app(root, LIMITS)) as server:
+        assert [m["name"] for m in server.get("/api/models").json()] == ["legacy"]
+    assert (root / "legacy" / "detector.json").is_file() and not (root / "models").exists()
+
+
+def test_a_model_without_held_out_scores_says_a_new_fit_is_needed(client, model, models_dir):
+    older = copy_model(models_dir, model, "older")
+    document = json.loads((older / "detector.json").read_text())
+    del document["held_out_map_maxima"]
+    (older / "detector.json").write_text(json.dumps(document))
+    try:
+        assert not client.get("/api/models/older").json()["retargetable"]
+        response = client.post("/api/models/older/thresholds", json={"max_false_alarm": 0.05})
+        assert response.status_code == 400 and "fit it again" in response.json()["detail"]
+    finally:
+        client.delete("/api/models/older")
+
+
+def test_a_model_refitted_on_disk_by_hand_is_reloaded_on_its_next_use(client, model, models_dir):
+    folder = copy_model(models_dir, model, "by-hand")
+    try:
+        client.post("/api/models/by-hand/inspect", files=uploads(("h.png", png(6))))  # loaded
+        Detector.load(folder).retarget(0.2).save(folder)  # as `anomalens` on the command line
+        strict = Detector.load(folder).thresholds["image"].value
+        answer = client.post("/api/models/by-hand/inspect", files=uploads(("h.png", png(6))))
+        assert answer.json()["results"][0]["threshold"] == strict
+        assert client.get("/api/models/by-hand").json()["thresholds"]["image"]["value"] == strict
+    finally:
+        client.delete("/api/models/by-hand")

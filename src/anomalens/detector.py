@@ -77,6 +77,7 @@ class Detector:
         self.references: list[str] = []
         self.reference_outliers: list[str] = []
         self.held_out_scores: list[float] = []
+        self.held_out_map_maxima: list[float] = []
         self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
@@ -119,7 +120,8 @@ class Detector:
         "<array i>"); with `exclude_outliers` they are dropped and the fit is redone. Fewer
         references are too few to tell an outlier, and none is flagged. `held_out_scores` keeps
         the held-out image scores the image threshold was set from (one per reference, or per
-        reference quadrant below SPLIT_BELOW).
+        reference quadrant below SPLIT_BELOW), `held_out_map_maxima` the maxima of their maps
+        the pixel threshold was set from, so that `retarget` can move both.
         """
         if not images:
             raise ValueError("fit needs at least one good image")
@@ -142,13 +144,33 @@ class Detector:
             return self
         self.references = names
         self.held_out_scores = image_scores.tolist()
+        self.held_out_map_maxima = [float(self._map(scores).max()) for scores in held_out]
+        self._calibrate_thresholds()
+        return self
+
+    def retarget(self, max_false_alarm: float) -> "Detector":
+        """Set both thresholds for a new target rate of good images flagged NG, from the
+        held-out scores `fit` kept, without fitting again (an F1-optimal image threshold that
+        `calibrate` set is replaced too)."""
+        self._require_fitted()
+        if not 0 < max_false_alarm < 1:
+            raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+        if not self.held_out_scores or not self.held_out_map_maxima:
+            raise ConfigError(
+                "this model keeps no held-out scores (an older anomalens saved it): fit it "
+                "again to change its false-alarm target"
+            )
+        self.max_false_alarm = max_false_alarm
+        self._calibrate_thresholds()
+        return self
+
+    def _calibrate_thresholds(self) -> None:
         self.thresholds = {
-            "image": calibration.calibrate(image_scores, self.max_false_alarm),
+            "image": calibration.calibrate(np.array(self.held_out_scores), self.max_false_alarm),
             "pixel": calibration.calibrate(
-                np.array([self._map(scores).max() for scores in held_out]), self.max_false_alarm
+                np.array(self.held_out_map_maxima), self.max_false_alarm
             ),
         }
-        return self
 
     def threshold_dicts(self) -> dict[str, dict[str, object]]:
         """Each threshold and how it was set, JSON-serialisable, by name ("image", "pixel")."""
@@ -162,15 +184,17 @@ class Detector:
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
         return self
 
-    def predict(self, images: Sequence[ImageInput]) -> list[Result]:
+    def predict(self, images: Sequence[ImageInput], label: bool = True) -> list[Result]:
         """Inspect each image (path or RGB array); results come back in order, each box
-        labelled with its registered defect type (see `add_defect_type`)."""
+        labelled with its registered defect type (see `add_defect_type`) unless `label` is
+        False (for a caller that embeds the boxes itself)."""
         self._require_fitted()
         _, arrays = _arrays(images)
         results = []
         for image, scores in zip(images, self.method.score(arrays), strict=True):
             results.append(self._result(scores, image if isinstance(image, str | Path) else None))
-        self.defect_types.label(arrays, results)
+        if label:
+            self.defect_types.label(arrays, results)
         return results
 
     def add_defect_type(

@@ -49,6 +49,7 @@ def save_detector(detector: "Detector", path: Path) -> Path:
             "references": detector.references,
             "reference_outliers": detector.reference_outliers,
             "held_out_scores": detector.held_out_scores,
+            "held_out_map_maxima": detector.held_out_map_maxima,
             "defect_types": detector.defect_types.document(),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
@@ -93,6 +94,7 @@ def load_detector(path: Path) -> "Detector":
         detector.references = document["references"]
         detector.reference_outliers = document["reference_outliers"]
         detector.held_out_scores = document.get("held_out_scores", [])  # older models lack them
+        detector.held_out_map_maxima = document.get("held_out_map_maxima", [])
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(
                 document["defect_types"], prefixed(arrays, "types.")

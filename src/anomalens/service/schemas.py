@@ -42,8 +42,30 @@ class ModelInfo(BaseModel):
     references: int = Field(description="good images it was fitted on")
     reference_outliers: list[str] = Field(description="references that scored like defects")
     defect_types: list[str]
+    defect_examples: dict[str, list[str]] = Field(
+        default_factory=dict, description="each defect type's example names, in order"
+    )
     thresholds: dict[str, dict[str, Any]] = Field(description="image and pixel thresholds")
+    retargetable: bool = Field(
+        default=False, description="whether the false-alarm target can change without a new fit"
+    )
     config: dict[str, Any] = Field(description="the detector's full configuration")
+    relabelled: int | None = Field(
+        default=None, description="logged inspections whose boxes this change relabelled"
+    )
+
+
+class SkippedFolder(BaseModel):
+    """A folder in the models folder that looks like a model but cannot be used."""
+
+    folder: str
+    problem: str
+
+
+class Target(BaseModel):
+    """A new false-alarm target for a model's thresholds."""
+
+    max_false_alarm: float = Field(gt=0, lt=1, description="rate of good images flagged NG")
 
 
 class JobInfo(BaseModel):
@@ -63,11 +85,13 @@ class JobInfo(BaseModel):
 class ImageInspection(BaseModel):
     """The inspection of one uploaded image."""
 
-    filename: str
+    id: int = Field(description="its entry in the inspection log")
+    filename: str = Field(description="as uploaded, with its relative folders")
     sha256: str = Field(description="hex SHA-256 of the uploaded bytes")
     width: int
     height: int
     score: float
+    threshold: float = Field(description="the image threshold the score was judged against")
     verdict: Literal["OK", "NG"]
     boxes: list[Box] = Field(description="anomalous regions in pixels, strongest first")
     overlay_png: str | None = Field(description="base64 PNG: heatmap, boxes and labels")
@@ -78,6 +102,7 @@ class Inspection(BaseModel):
     """The inspection of the images of one request, in upload order."""
 
     model: str
+    batch: str = Field(description="the batch id these results are logged under")
     results: list[ImageInspection]
 
 
@@ -87,8 +112,14 @@ class LogEntry(BaseModel):
     id: int
     time: str = Field(description="ISO 8601 UTC time")
     model: str
+    batch: str = Field(description="the request it came in; empty for entries before batches")
     filename: str
     sha256: str
+    width: int | None
+    height: int | None
     score: float
+    threshold: float | None = Field(description="the image threshold it was judged against")
     verdict: Literal["OK", "NG"]
     boxes: list[Box]
+    has_overlay: bool = Field(description="whether its overlay PNG is still kept")
+    has_mask: bool = Field(description="whether its mask PNG is kept")

@@ -4,7 +4,6 @@ import hashlib
 import io
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -21,7 +20,8 @@ class UploadedImage:
     """One decoded upload.
 
     Attributes:
-        filename: the file's name as the client sent it, without folders.
+        filename: the file's name as the client sent it, with its relative folders
+            ("good/000.png") but no "..", "." or leading "/".
         sha256: hex digest of the uploaded bytes.
         image: RGB uint8 (H, W, 3).
     """
@@ -45,7 +45,7 @@ def read_images(
         raise TooLarge(f"{len(files)} {what} uploaded; the server takes at most {limits.max_files}")
     contents, total = [], 0
     for index, (filename, file) in enumerate(files):
-        name = Path(filename).name if filename else f"upload {index + 1}"
+        name = relative_name(filename) or f"upload {index + 1}"
         data = file.read(limits.max_file_bytes + 1)
         if len(data) > limits.max_file_bytes:
             raise TooLarge(f"{name}: file is larger than {size_text(limits.max_file_bytes)}")
@@ -65,6 +65,13 @@ def read_images(
         UploadedImage(name, hashlib.sha256(data).hexdigest(), decode(name, data))
         for name, data in contents
     ]
+
+
+def relative_name(filename: str | None) -> str:
+    """`filename` as a relative path with "/" separators, without "..", "." or empty parts, so
+    that two files of one name in different folders stay apart and none names a place above."""
+    parts = (filename or "").replace("\\", "/").split("/")
+    return "/".join(part for part in parts if part not in ("", ".", ".."))
 
 
 def decode(name: str, data: bytes) -> np.ndarray:
