@@ -11,6 +11,9 @@ BOX_COLOUR = (255, 40, 40)
 HEAT_OPACITY = 0.6
 """Opacity of the heatmap where the score reaches the top of the colour scale; lower scores are
 more transparent, so a good image stays visible."""
+ROWS_PER_STEP = 256
+"""Rows blended at a time: an overlay costs its picture and a few bands, not float copies of a
+whole large image."""
 
 
 def _ramp(values: np.ndarray) -> np.ndarray:
@@ -39,11 +42,7 @@ def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = N
     thing on every image; otherwise the map's own maximum sets the top of the scale.
     """
     scale = 2.0 * pixel_threshold if pixel_threshold else float(result.anomaly_map.max()) or 1.0
-    level = np.clip(result.anomaly_map / scale, 0.0, 1.0)
-    heat = heat_colours(level).astype(np.float32)
-    opacity = (HEAT_OPACITY * level)[:, :, None]
-    blended = (1 - opacity) * image.astype(np.float32) + opacity * heat
-    picture = Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+    picture = Image.fromarray(_blend(image, result.anomaly_map, scale))
     draw = ImageDraw.Draw(picture)
     width = max(1, round(max(image.shape[:2]) / 300))
     for box in result.boxes:
@@ -51,6 +50,20 @@ def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = N
         label = f"{box.defect_type} " if box.defect_type else ""
         draw.text((box.x0 + 2, max(box.y0 - 12, 0)), f"{label}{box.score:.2f}", fill=BOX_COLOUR)
     return np.asarray(picture)
+
+
+def _blend(image: np.ndarray, anomaly_map: np.ndarray, scale: float) -> np.ndarray:
+    """The heatmap of `anomaly_map / scale` blended into `image`, ROWS_PER_STEP rows at a time
+    so that the float copies stay small beside the picture."""
+    blended = np.empty_like(image)
+    for start in range(0, len(image), ROWS_PER_STEP):
+        rows = slice(start, start + ROWS_PER_STEP)
+        level = np.clip(anomaly_map[rows] / scale, 0.0, 1.0)
+        heat = heat_colours(level).astype(np.float32)
+        opacity = (HEAT_OPACITY * level)[:, :, None]
+        mixed = (1 - opacity) * image[rows].astype(np.float32) + opacity * heat
+        blended[rows] = mixed.clip(0, 255)
+    return blended
 
 
 def mask_image(result: Result) -> np.ndarray:
