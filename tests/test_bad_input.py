@@ -129,3 +129,72 @@ def test_one_bad_file_does_not_stop_the_batch(tmp_path, capsys):
     assert [Path(entry["path"]).name for entry in results["images"]] == ["a.png", "b.png"]
     assert Path(results["errors"][0]["path"]).name == "broken.png"
     assert sorted(p.name for p in (output / "overlays").iterdir()) == ["a.png", "b.png"]
+
+
+def test_sixteen_bit_values_under_256_read_like_eight_bit_ones(tmp_path):
+    values = (np.arange(32 * 32).reshape(32, 32) % 128).astype(np.uint16)
+    image = load_image(save(tmp_path / "dim16.png", Image.fromarray(values)))
+    np.testing.assert_array_equal(image[:, :, 0], values)  # not 127 / 65535 -> black
+
+
+def test_twelve_bit_values_in_sixteen_bit_files_are_scaled_by_twelve_bits(tmp_path):
+    values = np.full((32, 32), 4095, np.uint16)
+    values[:16] = 2048
+    image = load_image(save(tmp_path / "camera12.png", Image.fromarray(values)))
+    assert image[-1, -1, 0] == 255 and image[0, 0, 0] == round(2048 / 4095 * 255)
+
+
+def test_a_sixteen_bit_array_reads_like_the_same_sixteen_bit_file(tmp_path):
+    from anomalens.io.images import as_rgb_array
+
+    values = (np.arange(64 * 64).reshape(64, 64) * 7 % 3000).astype(np.uint16)
+    path = save(tmp_path / "deep.png", Image.fromarray(values))
+    np.testing.assert_array_equal(as_rgb_array(values), load_image(path))
+
+
+def test_non_finite_pixels_are_an_error_in_files_and_arrays(tmp_path):
+    from anomalens.io.images import as_rgb_array
+
+    values = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    values[:8, :8] = np.nan
+    path = save(tmp_path / "nan.tif", Image.fromarray(values))
+    with pytest.raises(ImageError, match="64 pixel values are NaN or infinite") as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+    values[:8, :8] = np.inf
+    with pytest.raises(ImageError, match="NaN or infinite"):
+        as_rgb_array(values, "frame")
+
+
+def test_float_images_in_the_unit_range_are_scaled_by_255(tmp_path):
+    values = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    image = load_image(save(tmp_path / "unit.tif", Image.fromarray(values)))
+    assert image[0, 0, 0] == 0 and image[-1, -1, 0] == 255
+
+
+def test_an_animated_gif_is_read_by_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (32, 32), (40 * i, 0, 0)) for i in range(1, 4)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], loop=0)
+    assert tuple(load_image(path)[0, 0]) == (40, 0, 0)
+
+
+@pytest.mark.parametrize("size", [(16, 3000), (3000, 16), (40, 1300)])
+def test_extreme_aspect_ratios_are_refused_before_decoding(tmp_path, size):
+    path = save(tmp_path / "strip.png", Image.new("L", size))
+    with pytest.raises(ImageError, match=r"times longer than wide; at most 32:1") as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+    with pytest.raises(ImageError, match="longer than wide"):
+        Detector(resolution=64).fit([np.zeros((size[1], size[0], 3), np.uint8)])
+
+
+def test_a_fifo_or_folder_given_as_a_file_is_named_truly(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(tmp_path / "pipe.png")
+    (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ImageError, match="broken link"):
+        load_image(tmp_path / "broken.png")

@@ -21,7 +21,9 @@ NATIVE = "native"
 """Resolution setting that keeps each image at its own pixel size (full resolution)."""
 MAX_NATIVE_PIXELS = 1024 * 1024
 """At native resolution, larger images are scaled down to this many pixels, which bounds the
-backbone's memory per image."""
+backbone's memory per image; at a resolution in pixels, images so elongated that their shorter
+side at that resolution would make them larger than this and than a square of the resolution
+are scaled down to the larger of the two (their long side capped)."""
 
 Resolution = int | str
 """Pixels of the shorter side, or NATIVE."""
@@ -86,9 +88,11 @@ class FeatureExtractor:
 
     Args:
         backbone: registry name of the backbone.
-        resolution: the shorter image side is resized to this many pixels (keep_aspect=True), or
-            both sides are (keep_aspect=False, for methods that need aligned grids, rounded to
-            a multiple of the backbone's size multiple and of the coarsest level's stride);
+        resolution: the shorter image side is resized to this many pixels (keep_aspect=True;
+            long thin images to fewer, so that they hold no more than max(MAX_NATIVE_PIXELS,
+            resolution²) pixels), or both sides are (keep_aspect=False, for methods that need
+            aligned grids, rounded to a multiple of the backbone's size multiple and of the
+            coarsest level's stride);
             "native" keeps every image at its own size (scaled down to MAX_NATIVE_PIXELS when
             larger), so that small defects keep their pixels.
         levels: feature levels to return; None means the backbone's default levels.
@@ -154,7 +158,8 @@ class FeatureExtractor:
             limit = MAX_NATIVE_PIXELS if self.tile is None else float("inf")
             scale = min(1.0, (limit / (height * width)) ** 0.5)
         else:
-            scale = self.resolution / min(height, width)
+            limit = max(MAX_NATIVE_PIXELS, self.resolution**2)
+            scale = min(self.resolution / min(height, width), (limit / (height * width)) ** 0.5)
         return max(round(height * scale), 1), max(round(width * scale), 1)
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
@@ -164,14 +169,18 @@ class FeatureExtractor:
         multiple = self.size_multiple
         crop_h = max(resized_h // multiple * multiple, multiple)
         crop_w = max(resized_w // multiple * multiple, multiple)
-        tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)[None]
-        tensor = F.interpolate(
-            tensor,
-            size=(resized_h, resized_w),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )[0]
+        # One channel at a time, so that the float copy of a large image is a third of its size.
+        channels = [
+            F.interpolate(
+                torch.from_numpy(np.array(image[:, :, channel])).float().div_(255.0)[None, None],
+                size=(resized_h, resized_w),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )[0]
+            for channel in range(3)
+        ]
+        tensor = torch.cat(channels)
         if crop_h > resized_h or crop_w > resized_w:
             tensor = F.pad(tensor, (0, max(crop_w - resized_w, 0), 0, max(crop_h - resized_h, 0)))
         tensor = tensor[:, :crop_h, :crop_w]

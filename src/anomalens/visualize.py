@@ -20,6 +20,10 @@ HEAT_FLOOR = 0.25
 """Below this fraction of the pixel threshold no heat is drawn: the photo keeps its own tones
 there (a grey part stays grey), and colour starts faintly above it."""
 
+ROWS_PER_STEP = 256
+"""Rows blended at a time: an overlay costs its picture and a few bands, not float copies of a
+whole large image."""
+
 
 def _ramp(values: np.ndarray) -> np.ndarray:
     """RGB uint8 colours of values in [0, 1] on a blue-green-yellow-red ramp."""
@@ -55,11 +59,7 @@ def overlay(image: np.ndarray, result: Result, pixel_threshold: float | None = N
     map is under HEAT_FLOOR of the threshold the image is left as it is.
     """
     scale = 2.0 * pixel_threshold if pixel_threshold else float(result.anomaly_map.max()) or 1.0
-    level = np.clip(result.anomaly_map / scale, 0.0, 1.0)
-    floor = HEAT_FLOOR / 2  # HEAT_FLOOR of the threshold, which sits at level 0.5
-    opacity = (HEAT_OPACITY * np.clip((level - floor) / (1 - floor), 0.0, 1.0))[:, :, None]
-    blended = (1 - opacity) * image.astype(np.float32) + opacity * heat_colours(level)
-    picture = Image.fromarray(np.rint(blended).clip(0, 255).astype(np.uint8))
+    picture = Image.fromarray(_blend(image, result.anomaly_map, scale))
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=text_size(image.shape))
     width = max(1, round(max(image.shape[:2]) / 300))
@@ -121,6 +121,20 @@ def _legend(
     for label, fraction, anchor in zip(labels, (0, 0.5, 1), ("la", "ma", "ra"), strict=True):
         x = x0 + pad + fraction * (bar_width - 1)
         draw.text((x, text_y), label, fill=LABEL_TEXT, font=font, anchor=anchor)
+
+
+def _blend(image: np.ndarray, anomaly_map: np.ndarray, scale: float) -> np.ndarray:
+    """The heatmap of `anomaly_map / scale` blended into `image`, ROWS_PER_STEP rows at a time
+    so that the float copies stay small beside the picture."""
+    floor = HEAT_FLOOR / 2  # HEAT_FLOOR of the threshold, which sits at level 0.5
+    blended = np.empty_like(image)
+    for start in range(0, len(image), ROWS_PER_STEP):
+        rows = slice(start, start + ROWS_PER_STEP)
+        level = np.clip(anomaly_map[rows] / scale, 0.0, 1.0)
+        opacity = (HEAT_OPACITY * np.clip((level - floor) / (1 - floor), 0.0, 1.0))[:, :, None]
+        mixed = (1 - opacity) * image[rows].astype(np.float32) + opacity * heat_colours(level)
+        blended[rows] = np.rint(mixed).clip(0, 255)
+    return blended
 
 
 def mask_image(result: Result) -> np.ndarray:

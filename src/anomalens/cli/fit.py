@@ -1,6 +1,7 @@
 """`anomalens fit NORMAL_DIR -o MODEL`: learn from good images and save the detector."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,10 @@ def reference_paths(args: argparse.Namespace) -> list[Path]:
     """The reference files: a --references list, or the folder's images (--shots of them)."""
     if args.references:
         return read_reference_list(args.references, args.normal_dir)
-    paths = [path for path, _ in image_files([args.normal_dir])]
+    found = image_files([args.normal_dir])
+    for line in found.summary():
+        print(line, file=sys.stderr)
+    paths = [path for path, _ in found]
     if not paths:
         raise AnomalensError(f"{args.normal_dir}: no images found")
     if args.shots:

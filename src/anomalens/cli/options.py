@@ -1,14 +1,19 @@
 """Options and helpers shared by several commands."""
 
 import argparse
+import errno
 import json
+import os
+import stat
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anomalens.data.dataset import list_images
 from anomalens.errors import AnomalensError
 from anomalens.features import NATIVE
+from anomalens.io.images import IMAGE_SUFFIXES, is_image_file
 from anomalens.methods import METHODS
 from anomalens.progress import say
 from anomalens.threads import DEFAULT_THREADS, THREADS_ENV
@@ -85,32 +90,127 @@ def detector_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def image_files(inputs: list[Path]) -> Iterator[tuple[Path, str]]:
-    """(image file, output name) for each file given and each image under each folder given.
+HIDDEN = "hidden (its name starts with a dot)"
+NOT_AN_IMAGE = f"not an image suffix ({', '.join(sorted(IMAGE_SUFFIXES))})"
+BROKEN_LINK = "broken link (its target does not exist)"
+LINK_LOOP = "link loop, or a link to a folder already searched"
+NOT_A_FILE = "not a regular file (a FIFO, socket or device)"
+UNREADABLE = "folder or file that cannot be read"
 
-    Folders are searched recursively; the output name is the path relative to the folder
-    (or the file name for a file given directly), with its suffix removed, and "-2", "-3", ...
-    appended when an earlier file already has that name (a.png and a.jpg, or two folders
-    holding 000.png), so that no output overwrites another.
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path found in an input folder and not inspected, and why (one of the reasons above)."""
+
+    path: Path
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": str(self.path), "reason": self.reason}
+
+
+@dataclass
+class ImageFiles:
+    """What `image_files` found: the images to inspect and every path it passed over.
+
+    Iterating gives the (image file, output name) pairs.
     """
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[tuple[Path, str]]:
+        return iter(self.files)
+
+    def summary(self) -> list[str]:
+        """One line per reason: how many paths were skipped for it, and the first few."""
+        by_reason: dict[str, list[Path]] = defaultdict(list)
+        for skipped in self.skipped:
+            by_reason[skipped.reason].append(skipped.path)
+        lines = []
+        for reason, paths in by_reason.items():
+            shown = ", ".join(str(path) for path in paths[:SHOWN])
+            more = f" and {len(paths) - SHOWN} more" if len(paths) > SHOWN else ""
+            lines.append(f"skipped {len(paths)}: {reason}: {shown}{more}")
+        return lines
+
+
+SHOWN = 3
+"""Paths named in each summary line; results.json lists them all."""
+
+
+def image_files(inputs: list[Path]) -> ImageFiles:
+    """(image file, output name) for each file given and each image under each folder given,
+    and every other path under those folders with why it was skipped.
+
+    Folders are searched recursively, following links to folders once; hidden files and
+    folders (a name starting with a dot) are skipped alike when found in a search and read when
+    given. The output name is the path relative to the folder (or the file name for a file given
+    directly), with its suffix removed, and "-2", "-3", ... appended when an earlier file already
+    has that name (a.png and a.jpg, or two folders holding 000.png), so that no output
+    overwrites another.
+    """
+    found = ImageFiles()
     taken: set[str] = set()
-    for path, name in _named_files(inputs):
-        unique, copy = name, 1
-        while unique in taken:
-            copy += 1
-            unique = f"{name}-{copy}"
-        taken.add(unique)
-        yield path, unique
-
-
-def _named_files(inputs: list[Path]) -> Iterator[tuple[Path, str]]:
     for source in inputs:
         if source.is_dir():
-            for folder in sorted({source, *(p for p in source.rglob("*") if p.is_dir())}):
-                for path in list_images(folder):
-                    yield path, path.relative_to(source).with_suffix("").as_posix()
+            named = [(path, path.relative_to(source)) for path in _search(source, found.skipped)]
         else:
-            yield source, Path(source.name).stem
+            named = [(source, Path(source.name))]
+        for path, relative in named:
+            name = relative.with_suffix("").as_posix()
+            unique, copy = name, 1
+            while unique in taken:
+                copy += 1
+                unique = f"{name}-{copy}"
+            taken.add(unique)
+            found.files.append((path, unique))
+    return found
+
+
+def _search(folder: Path, skipped: list[Skipped], seen: set[Path] | None = None) -> list[Path]:
+    """Image files under `folder`, sorted, files of a folder before its subfolders; appends
+    every other path to `skipped`."""
+    seen = seen if seen is not None else set()
+    seen.add(folder.resolve())
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        skipped.append(Skipped(folder, f"{UNREADABLE}: {error.strerror}"))
+        return []
+    images, folders = [], []
+    for entry in entries:
+        path = Path(entry.path)
+        reason = _skip_reason(path)
+        if reason is None and path.is_dir():
+            if path.resolve() in seen:
+                reason = LINK_LOOP
+            else:
+                folders.append(path)
+                continue
+        if reason is None:
+            images.append(path)
+        else:
+            skipped.append(Skipped(path, reason))
+    return images + [image for path in folders for image in _search(path, skipped, seen)]
+
+
+def _skip_reason(path: Path) -> str | None:
+    """Why a path found in a search is not an image to read, or None (a folder or an image)."""
+    if path.name.startswith("."):
+        return HIDDEN
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return BROKEN_LINK
+    except OSError as error:
+        return LINK_LOOP if error.errno == errno.ELOOP else f"{UNREADABLE}: {error.strerror}"
+    if stat.S_ISDIR(mode):
+        return None
+    if not stat.S_ISREG(mode):
+        return NOT_A_FILE
+    return None if is_image_file(path) else NOT_AN_IMAGE
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

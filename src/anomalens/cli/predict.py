@@ -1,6 +1,7 @@
 """`anomalens predict MODEL INPUT... -o OUT`: inspect images, write results, masks, overlays."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Inspect every input; a bad file is reported and skipped; exit 1 if any failed."""
     detector = Detector.load(args.model)
-    files = list(image_files(args.inputs))
+    found = image_files(args.inputs)
+    for line in found.summary():
+        print(line, file=sys.stderr)
+    files = found.files
     entries, errors, coco_results, coco_paths = [], [], [], []
     pending: list[tuple[Path, str, np.ndarray]] = []
 
@@ -69,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
         flush()
     write_json(
         args.output / "results.json",
-        {"model": model_summary(args.model, detector), "images": entries, "errors": errors},
+        {
+            "model": model_summary(args.model, detector),
+            "images": entries,
+            "errors": errors,
+            "skipped": [skipped.to_dict() for skipped in found.skipped],
+        },
     )
     if args.format == "coco":
         write_coco(args.output / "coco.json", coco_results, coco_paths, detector.defect_types.names)

@@ -9,6 +9,7 @@ PNGs. Overlays are embedded as JPEG data URIs, so the page loads nothing from an
 import base64
 import io
 import json
+import re
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from anomalens.io.atomic import write_text
 from anomalens.io.images import load_image
 
 RESULTS_FILE = "results.json"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 OVERLAY_MAX_SIDE = 640
 """Overlays are shrunk to fit this many pixels so that large runs still make a light page."""
 OVERLAY_JPEG_QUALITY = 85
@@ -32,7 +34,14 @@ class ResultsDirError(AnomalensError):
 def write_html_report(results_dir: str | Path, output_html: str | Path) -> Path:
     """Atomically write the report of `results_dir` (a `predict` output) to `output_html`."""
     results_dir = Path(results_dir)
-    return write_text(output_html, render_report(results_dir, read_results(results_dir)))
+    page = render_report(results_dir, read_results(results_dir))
+    return write_text(output_html, displayable(page))
+
+
+def displayable(text: str) -> str:
+    """`text` with each lone surrogate (how Python holds a byte of a file name that is not
+    UTF-8, PEP 383) replaced by U+FFFD, so that it can be written as UTF-8."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def read_results(results_dir: Path) -> dict[str, Any]:

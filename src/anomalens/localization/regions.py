@@ -16,14 +16,16 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
 
     Each box carries its region's peak score and pixel area; the strongest region comes first.
     """
-    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    labels, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
     boxes = []
     for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        if areas[label] < min_area:
+        # Areas and peaks from each region's own box: ndimage.maximum sorts the whole map,
+        # seconds at 12 MP, and a bincount of the labels takes 8 bytes per pixel.
+        inside = labels[rows, cols] == label
+        area = np.count_nonzero(inside)
+        if area < min_area:
             continue
-        # Peaks from each region's own box: ndimage.maximum sorts the whole map, seconds at 12 MP.
-        peak = anomaly_map[rows, cols][labels[rows, cols] == label].max()
+        peak = np.max(anomaly_map[rows, cols], where=inside, initial=-np.inf)  # no copy
         boxes.append(
             Box(
                 x0=cols.start,
@@ -31,7 +33,7 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
                 x1=cols.stop,
                 y1=rows.stop,
                 score=float(peak),
-                area=int(areas[label]),
+                area=int(area),
             )
         )
     return sorted(boxes, key=lambda box: box.score, reverse=True)
