@@ -189,3 +189,18 @@ def test_deeppcb_masks_are_the_union_of_its_boxes_read_with_inclusive_ends():
         for x0, y0, x1, y1 in sample.boxes:
             union[y0:y1, x0:x1] = True
         assert np.array_equal(union, truth), sample.path
+
+
+def test_each_box_keeps_its_type_from_the_fifth_field_or_the_coco_category(tmp_path):
+    root = make_mvtec(tmp_path / "tile")
+    write_boxes(root / "boxes" / "hole" / "000.txt", "20 16 31 27 open\n0 0 3 3\n")
+    [dataset] = discover(root)
+    [sample] = [s for s in dataset.test if s.path.name == "000.png" and s.defect_type == "hole"]
+    assert sample.box_types == ("open", None)
+    document = coco(["hole/000.png"], [(1, [1, 2, 3, 4]), (1, [5, 5, 2, 2])])
+    document["annotations"][1]["category_id"] = 1
+    document["annotations"][0]["category_id"] = 7  # no such category: untyped
+    (tmp_path / "coco.json").write_text(json.dumps(document))
+    [dataset] = discover(root, tmp_path / "coco.json")
+    [sample] = [s for s in dataset.test if s.boxes]
+    assert sample.boxes == ((1, 2, 4, 6), (5, 5, 7, 7)) and sample.box_types == (None, "defect")

@@ -72,6 +72,35 @@ def test_a_bad_example_fails_with_its_name_and_leaves_the_model_alone(model, tmp
     assert Detector.load(model).defect_types.names == before
 
 
+def test_boxes_give_the_examples_as_bounds_or_from_a_boxes_file(model, tmp_path, capsys):
+    images = examples(tmp_path, "spot", count=3)
+    boxes_file = tmp_path / "one.txt"
+    boxes_file.write_text("10 8 21 19 pit\n0 0 5 5 scratch\n")  # inclusive ends, as DeepPCB
+    command = ["defects", "add", str(model), "pit", *images, "--boxes"]
+    assert main([*command, "10,8,22,20;30,8,40,20", str(boxes_file), "-"]) == 0
+    assert "pit: 4 examples" in capsys.readouterr().out
+    assert Detector.load(model).defect_types.sources["pit"] == [images[0], *images]
+    with pytest.raises(SystemExit):
+        main([*command, "10,8,22"])
+    assert "expected x0,y0,x1,y1" in capsys.readouterr().err
+
+
+def test_an_unusable_example_is_reported_and_the_others_are_added(model, tmp_path, capsys):
+    clean = str(write_png(tmp_path / "clean.png", texture(901)))
+    [good, boxed] = examples(tmp_path, "spot", count=2)
+    missing = tmp_path / "missing.txt"
+    command = ["defects", "add", str(model), "nick", clean, good, boxed, "--boxes", "-", "-"]
+    assert main([*command, str(missing)]) == 0
+    captured = capsys.readouterr()
+    assert "nick: 1 examples" in captured.out
+    assert f"skipped: {clean}: no defect region found" in captured.err
+    assert f"skipped: {missing}: cannot read the boxes file" in captured.err
+    assert Detector.load(model).defect_types.sources["nick"] == [good]
+    assert main(["defects", "add", str(model), "gouge", clean, clean]) == 1
+    assert "no usable example of defect type 'gouge'" in capsys.readouterr().err
+    assert "gouge" not in Detector.load(model).defect_types.names
+
+
 def test_predict_labels_boxes_in_results_and_coco(model, tmp_path):
     main(["defects", "add", str(model), "spot", *examples(tmp_path, "spot")])
     main(["defects", "add", str(model), "scratch", *examples(tmp_path, "scratch", seed=50)])

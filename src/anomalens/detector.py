@@ -10,9 +10,9 @@ import numpy as np
 
 from anomalens import calibration
 from anomalens.calibration import Threshold
-from anomalens.defect_types.examples import BoxInput, MaskInput, example_regions
+from anomalens.defect_types.examples import BoxesInput, MaskInput, example_regions, per_example
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
-from anomalens.errors import ConfigError
+from anomalens.errors import ConfigError, ImageError
 from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import find_boxes
@@ -202,8 +202,9 @@ class Detector:
         name: str,
         images: Sequence[ImageInput],
         masks: Sequence[MaskInput | None] | None = None,
-        boxes: Sequence[BoxInput | None] | None = None,
+        boxes: Sequence[BoxesInput | None] | None = None,
         names: Sequence[str] | None = None,
+        skipped: list[str] | None = None,
     ) -> "Detector":
         """Register defect type `name` from a few example images of it, or add them to its
         examples; from then on `predict` labels each box with its most similar type.
@@ -211,23 +212,46 @@ class Detector:
         Args:
             name: the type's name.
             images: example images (paths or RGB arrays).
-            masks: per example, its defect mask (file or array, nonzero = defect) or None.
-            boxes: per example, a box around its defect or None.
-            names: per example, the name errors and the type's example list use (default: the
+            masks: per image, its defect mask (file or array, nonzero = defect) or None.
+            boxes: per image, a box around its defect, several boxes (one example each) or
+                None.
+            names: per image, the name errors and the type's example list use (default: the
                 path, or "<array i>").
+            skipped: when given, an unusable image is reported here ("name: problem") and the
+                others are added; a DefectTypeError lists the problems when none is usable.
+                Without it, the first unusable image's ImageError is raised.
 
-        Each example's defect is its mask, else its box, else the strongest region the detector
-        finds; an ImageError names an example where no region can be found.
+        Each image's defect is its mask, else its boxes, else the strongest region the
+        detector finds; an ImageError names an image where no region can be found.
         """
         if not images:
             raise DefectTypeError(f"defect type {name!r} needs at least one example image")
-        names, arrays = _arrays(images, names)
-        results = self.predict(arrays)
-        regions = example_regions(results, names, masks, boxes)
-        embeddings = self.defect_types.embedder.embed(
-            arrays, [result.anomaly_map for result in results], [[region] for region in regions]
-        )
-        self.defect_types.add(name, np.concatenate(embeddings), names)
+        names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
+        masks = per_example(masks, "masks", len(images))
+        boxes = per_example(boxes, "boxes", len(images))
+        problems: list[str] = []
+        usable = []
+        for image, example, mask, box in zip(images, names, masks, boxes, strict=True):
+            try:
+                array = as_rgb_array(image, example)
+                result = self.predict([array])[0]
+                regions = example_regions(result, example, mask, box)
+            except ImageError as error:
+                if skipped is None:
+                    raise
+                problems.append(str(error))
+                continue
+            usable.append((array, example, result.anomaly_map, regions))
+        if skipped is not None:
+            skipped += problems
+        if not usable:
+            raise DefectTypeError(
+                f"no usable example of defect type {name!r}: " + "; ".join(problems)
+            )
+        arrays, sources, maps, regions = zip(*usable, strict=True)
+        embeddings = self.defect_types.embedder.embed(list(arrays), list(maps), list(regions))
+        sources = [example for example, found in zip(sources, regions, strict=True) for _ in found]
+        self.defect_types.add(name, np.concatenate(embeddings), sources)
         return self
 
     def remove_defect_type(self, name: str) -> "Detector":

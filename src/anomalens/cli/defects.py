@@ -1,12 +1,15 @@
 """`anomalens defects add|list|remove|threshold MODEL ...`: name defect types from a few photos."""
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from anomalens.defect_types import DefectTypes
+from anomalens.data import DatasetError
+from anomalens.data.boxes import read_typed_box_file
+from anomalens.defect_types import DefectTypeError, DefectTypes
 from anomalens.detector import Detector
-from anomalens.errors import AnomalensError
+from anomalens.errors import AnomalensError, ImageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "add",
         help="register a defect type from example images (or add examples to it)",
         description=(
-            "The defect in each example is its mask when --masks is given, else the strongest "
-            "region the model finds in the image."
+            "The defect in each example is its mask when --masks is given, else its boxes when "
+            "--boxes is given, else the strongest region the model finds in the image. An "
+            "unusable example is reported and the others are added; the command fails only "
+            "when none is usable."
         ),
     )
     add.add_argument("model", type=Path, help="model folder written by `anomalens fit`")
@@ -37,6 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="MASK",
         help="one mask per image, in the same order (nonzero pixels = defect)",
+    )
+    add.add_argument(
+        "--boxes",
+        type=boxes_argument,
+        nargs="+",
+        metavar="BOXES",
+        help="one entry per image, in the same order: x0,y0,x1,y1 in pixels (x1, y1 exclusive; "
+        "several boxes joined by ';', each an example), a boxes file ('x1 y1 x2 y2 [type]' "
+        "per line, x2 and y2 inclusive as in DeepPCB; lines of another type are ignored), or "
+        "'-' for the strongest detected region",
     )
     add.set_defaults(func=run_add)
     listing = actions.add_parser("list", help="show the registered defect types")
@@ -67,11 +82,70 @@ def threshold_argument(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def boxes_argument(text: str) -> list[tuple[int, int, int, int]] | Path | None:
+    """argparse type of one image's boxes: a list of bounds, a boxes file, or None for '-'."""
+    if text == "-":
+        return None
+    if "," not in text:
+        return Path(text)
+    boxes = []
+    for part in text.split(";"):
+        try:
+            x0, y0, x1, y1 = (int(value) for value in part.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected x0,y0,x1,y1 whole numbers (or a boxes file), got {part!r}"
+            ) from None
+        if not (x0 < x1 and y0 < y1):
+            raise argparse.ArgumentTypeError(f"box {part!r} needs x0 < x1 and y0 < y1")
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
+def file_boxes(path: Path, name: str) -> list[tuple[int, int, int, int]]:
+    """The boxes of type `name` (or of no type) in a boxes file; ImageError names the file when
+    it cannot be read or holds none."""
+    try:
+        typed = read_typed_box_file(path)
+    except DatasetError as error:
+        raise ImageError(path, str(error).removeprefix(f"{path}: ")) from None
+    boxes = [bounds for bounds, kind in typed if kind in (None, name)]
+    if not boxes:
+        raise ImageError(path, f"no box of type {name!r}")
+    return boxes
+
+
 def run_add(args: argparse.Namespace) -> int:
-    """Add the examples to the type, save the model, show the types."""
-    if args.masks and len(args.masks) != len(args.images):
-        raise AnomalensError(f"{len(args.masks)} masks given for {len(args.images)} images")
-    return _update(args.model, lambda d: d.add_defect_type(args.name, args.images, args.masks))
+    """Add the usable examples to the type, save the model, show the types; report the
+    unusable ones on stderr."""
+    count = len(args.images)
+    for given, kind in ((args.masks, "masks"), (args.boxes, "boxes")):
+        if given and len(given) != count:
+            raise AnomalensError(f"{len(given)} {kind} given for {count} images")
+    skipped: list[str] = []
+    images, masks, boxes = list(args.images), args.masks, args.boxes
+    if boxes:
+        read: list = []
+        for index, entry in enumerate(boxes):
+            try:
+                read.append(file_boxes(entry, args.name) if isinstance(entry, Path) else entry)
+            except ImageError as error:
+                skipped.append(f"{error}; {images[index]} skipped")
+                read.append(False)
+        keep = [i for i, entry in enumerate(read) if entry is not False]
+        images, boxes = [images[i] for i in keep], [read[i] for i in keep]
+        masks = [masks[i] for i in keep] if masks else None
+        if not images:
+            raise DefectTypeError(f"no usable example of {args.name!r}: " + "; ".join(skipped))
+
+    def add(detector: Detector) -> None:
+        try:
+            detector.add_defect_type(args.name, images, masks, boxes, skipped=skipped)
+        finally:
+            for problem in skipped:
+                print(f"skipped: {problem}", file=sys.stderr)
+
+    return _update(args.model, add)
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -25,7 +25,9 @@ COCO_FILE = "annotations.json"
 COCO_LISTS = ("images", "annotations")
 LINE_FORMAT = "'x1 y1 x2 y2 type' with whole numbers, 0 <= x1 <= x2 and 0 <= y1 <= y2"
 
-Found = dict[Sample, tuple[Bounds, ...] | None]
+TypedBox = tuple[Bounds, str | None]
+"""A box's bounds and its defect type (None when the source names none)."""
+Found = dict[Sample, tuple[TypedBox, ...] | None]
 """Box ground truth per defective sample; None for a sample whose boxes are unusable (noted)."""
 
 
@@ -52,12 +54,18 @@ def with_boxes(dataset: Dataset, coco_file: Path | None = None) -> Dataset:
         if sample not in found
     ]
     test = [
-        sample if found.get(sample) is None else dataclasses.replace(sample, boxes=found[sample])
+        sample if found.get(sample) is None else typed(sample, found[sample])
         for sample in dataset.test
     ]
     return dataclasses.replace(
         dataset, test=test, problems=dataset.problems + problems, boxes_source=source
     )
+
+
+def typed(sample: Sample, boxes: tuple[TypedBox, ...]) -> Sample:
+    """`sample` with these boxes and their types."""
+    bounds = tuple(bound for bound, _ in boxes)
+    return dataclasses.replace(sample, boxes=bounds, box_types=tuple(kind for _, kind in boxes))
 
 
 def folder_boxes(folder: Path, defective: list[Sample], problems: list[str]) -> Found:
@@ -81,7 +89,7 @@ def folder_boxes(folder: Path, defective: list[Sample], problems: list[str]) -> 
             found |= dict.fromkeys(samples)
             continue
         try:
-            found[samples[0]] = read_box_file(path)
+            found[samples[0]] = read_typed_box_file(path)
         except DatasetError as error:
             problems.append(f"{error}; {samples[0].path.name} is left out of the box figures")
             found[samples[0]] = None
@@ -91,6 +99,12 @@ def folder_boxes(folder: Path, defective: list[Sample], problems: list[str]) -> 
 def read_box_file(path: Path) -> tuple[Bounds, ...]:
     """The boxes of a boxes/ text file as exclusive bounds; DatasetError names the file and the
     first bad line."""
+    return tuple(bounds for bounds, _ in read_typed_box_file(path))
+
+
+def read_typed_box_file(path: Path) -> tuple[TypedBox, ...]:
+    """The boxes of a boxes/ text file as exclusive bounds with their types (the optional fifth
+    field); DatasetError names the file and the first bad line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -107,7 +121,7 @@ def read_box_file(path: Path) -> tuple[Bounds, ...]:
             valid = False
         if not valid:
             raise DatasetError(f"{path}, line {number}: expected {LINE_FORMAT}, got {line!r}")
-        boxes.append((x1, y1, x2 + 1, y2 + 1))
+        boxes.append(((x1, y1, x2 + 1, y2 + 1), fields[4] if len(fields) == 5 else None))
     return tuple(boxes)
 
 
@@ -120,12 +134,13 @@ def coco_boxes(path: Path, test: list[Sample], problems: list[str]) -> Found:
     are ignored. Problems are appended to `problems`.
     """
     try:
-        images, annotations = read_coco(path)
+        images, annotations, categories = read_coco(path)
     except DatasetError as error:
         problems.append(f"{error}; no boxes read")
         return dict.fromkeys(sample for sample in test if sample.label == 1)
     owners = image_owners(path, images, test, problems)
-    boxes: dict[Sample, list[Bounds]] = {sample: [] for sample in owners.values()}
+    names = category_names(categories)
+    boxes: dict[Sample, list[TypedBox]] = {sample: [] for sample in owners.values()}
     bad: set[Sample] = set()
     for index, annotation in enumerate(annotations):
         key = annotation.get("image_id") if isinstance(annotation, dict) else None
@@ -133,19 +148,24 @@ def coco_boxes(path: Path, test: list[Sample], problems: list[str]) -> Found:
         if sample is None or sample in bad:
             continue
         try:
-            boxes[sample].append(coco_bounds(annotation.get("bbox")))
+            bounds = coco_bounds(annotation.get("bbox"))
         except ValueError:
             problems.append(
                 f"{path}: annotations[{index}]: 'bbox' must be [x, y, width, height] with "
                 f"x, y, width, height >= 0; {sample.path.name} is left out of the box figures"
             )
             bad.add(sample)
+            continue
+        category = annotation.get("category_id")
+        boxes[sample].append(
+            (bounds, names.get(category) if isinstance(category, int | str) else None)
+        )
     return {sample: None if sample in bad else tuple(found) for sample, found in boxes.items()}
 
 
-def read_coco(path: Path) -> tuple[list[Any], list[Any]]:
-    """The "images" and "annotations" lists of a COCO file; DatasetError names the file (and the
-    line of a JSON syntax error)."""
+def read_coco(path: Path) -> tuple[list[Any], list[Any], list[Any]]:
+    """The "images", "annotations" and (possibly empty) "categories" lists of a COCO file;
+    DatasetError names the file (and the line of a JSON syntax error)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -155,7 +175,19 @@ def read_coco(path: Path) -> tuple[list[Any], list[Any]]:
     lists = [document.get(key) if isinstance(document, dict) else None for key in COCO_LISTS]
     if not all(isinstance(entries, list) for entries in lists):
         raise DatasetError(f"{path}: not a COCO file (no 'images' and 'annotations' lists)")
-    return lists[0], lists[1]
+    categories = document.get("categories")
+    return lists[0], lists[1], categories if isinstance(categories, list) else []
+
+
+def category_names(categories: list[Any]) -> dict[int | str, str]:
+    """COCO category id -> name, for the well-formed entries."""
+    return {
+        entry["id"]: entry["name"]
+        for entry in categories
+        if isinstance(entry, dict)
+        and isinstance(entry.get("id"), int | str)
+        and isinstance(entry.get("name"), str)
+    }
 
 
 def image_owners(

@@ -29,6 +29,8 @@ class Sample:
             defective pixels, and for defective images whose mask is missing.
         boxes: ground-truth defect boxes (see `anomalens.data.boxes`); None for good images,
             which have none, and for defective images without usable box ground truth.
+        box_types: each box's defect type (the boxes file's fifth field, the COCO category's
+            name), None for a box without one; None where `boxes` is None.
     """
 
     path: Path
@@ -36,6 +38,7 @@ class Sample:
     defect_type: str
     mask_path: Path | None = None
     boxes: tuple[Bounds, ...] | None = None
+    box_types: tuple[str | None, ...] | None = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Where the defect lies in an example image: its mask, its box, or the detector's own view."""
 
 from collections.abc import Sequence
+from numbers import Number
 from pathlib import Path
 
 import numpy as np
@@ -13,37 +14,48 @@ from anomalens.results import Box, Result
 MaskInput = str | Path | np.ndarray
 BoxInput = Box | tuple[int, int, int, int]
 """A box as a `Box` or as pixel bounds (x0, y0, x1, y1), x1 and y1 exclusive."""
+BoxesInput = BoxInput | Sequence[BoxInput]
+"""One example's box, or several boxes on one image (an example each)."""
 
 
 def example_regions(
-    results: list[Result],
-    names: list[str],
-    masks: Sequence[MaskInput | None] | None = None,
-    boxes: Sequence[BoxInput | None] | None = None,
+    result: Result,
+    name: str,
+    mask: MaskInput | None = None,
+    boxes: BoxesInput | None = None,
 ) -> list[np.ndarray]:
-    """The (H, W) bool defect region of each example image.
+    """The (H, W) bool defect regions of one example image, one per example it gives.
 
     Args:
-        results: the detector's results on the examples.
-        names: each example's file or name, for errors.
-        masks: per example, a mask file or (H, W) array (nonzero = defect), or None.
-        boxes: per example, a box around the defect, or None.
+        result: the detector's result on the example.
+        name: the example's file or name, for errors.
+        mask: a mask file or (H, W) array (nonzero = defect), or None.
+        boxes: a box around the defect, several boxes (one example each), or None.
 
-    An example's region is its mask if given, else its box if given, else the strongest region
-    the detector found. Raises ImageError naming the file when none can be found.
+    The region is the mask if given, else each box if given, else the strongest region the
+    detector found. Raises ImageError naming the file when none can be found.
     """
-    masks = _per_example(masks, "masks", len(results))
-    boxes = _per_example(boxes, "boxes", len(results))
-    regions = []
-    for result, name, mask, box in zip(results, names, masks, boxes, strict=True):
-        size = result.anomaly_map.shape
-        if mask is not None:
-            regions.append(mask_region(mask, size, name))
-        elif box is not None:
-            regions.append(box_region(box, size, name))
-        else:
-            regions.append(strongest_region(result, name))
-    return regions
+    size = result.anomaly_map.shape
+    if mask is not None:
+        return [mask_region(mask, size, name)]
+    if boxes is None:
+        return [strongest_region(result, name)]
+    if is_box(boxes):
+        boxes = [boxes]
+    if not boxes:
+        raise ImageError(name, "no box given")
+    return [box_region(box, size, name) for box in boxes]
+
+
+def is_box(value: object) -> bool:
+    """Whether `value` is one box (a `Box` or four numbers) rather than a list of boxes."""
+    if isinstance(value, Box):
+        return True
+    return (
+        isinstance(value, Sequence)
+        and len(value) == 4
+        and all(isinstance(v, Number) for v in value)
+    )
 
 
 def mask_region(mask: MaskInput, image_size: tuple[int, int], image_name: str) -> np.ndarray:
@@ -93,7 +105,9 @@ def strongest_region(result: Result, image_name: str) -> np.ndarray:
     return next(region_masks(result.mask, result.boxes[:1]))
 
 
-def _per_example(values: Sequence | None, kind: str, count: int) -> list:
+def per_example(values: Sequence | None, kind: str, count: int) -> list:
+    """`values` as a list of one entry per example (all None when not given); ValueError when
+    their count is not `count`."""
     if values is None:
         return [None] * count
     if len(values) != count:
