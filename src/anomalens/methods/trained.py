@@ -2,9 +2,8 @@
 held-out scores, the fold networks' mean for new images, seeded training, named-array state."""
 
 from abc import abstractmethod
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,7 +121,9 @@ class TrainedMethod(Method):
         mode; `label` names it on the progress bar."""
 
     @abstractmethod
-    def network_scores(self, network: nn.Module, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def network_scores(
+        self, network: nn.Module, inputs: Inputs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, h, w) anomaly maps and (N,) image scores of one network on `inputs`."""
 
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
@@ -197,9 +198,7 @@ class TrainedMethod(Method):
 
     def top_scores(self, maps: torch.Tensor) -> torch.Tensor:
         """(N,) mean of the top `top_fraction` of each (N, h, w) map (0: its maximum)."""
-        return torch.tensor(
-            [top_fraction_mean(grid.numpy(), self.top_fraction) for grid in maps]
-        )
+        return torch.tensor([top_fraction_mean(grid.numpy(), self.top_fraction) for grid in maps])
 
 
 SCORE_BATCH = 8

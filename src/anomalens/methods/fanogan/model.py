@@ -1,6 +1,7 @@
 """f-AnoGAN's three networks (Schlegl et al. 2019): a DCGAN-style generator, a WGAN critic
 whose last convolutional features also compare images, and an encoder into the latent space."""
 
+import itertools
 import math
 
 import torch
@@ -34,7 +35,7 @@ class Generator(nn.Module):
             nn.Linear(latent, channels[0] * 16), nn.Unflatten(1, (channels[0], 4, 4))
         )
         layers: list[nn.Module] = [nn.BatchNorm2d(channels[0]), nn.ReLU()]
-        for previous, following in zip(channels, channels[1:], strict=False):
+        for previous, following in itertools.pairwise(channels):
             layers += [
                 nn.ConvTranspose2d(previous, following, 4, stride=2, padding=1),
                 nn.BatchNorm2d(following),

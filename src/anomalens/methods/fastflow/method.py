@@ -44,7 +44,7 @@ class FastFlow(FeatureMethod):
         weights: str | None = None,
         flow_steps: int = 6,
         hidden_ratio: float = 0.5,
-        steps: int = 300,
+        steps: int = 200,
         step_images: int = 8,
         learning_rate: float = 1e-3,
         top_fraction: float = 0.01,

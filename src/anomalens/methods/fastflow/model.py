@@ -62,7 +62,10 @@ class FeatureFlow(nn.Module):
         hidden = max(int(channels * hidden_ratio), 1)
         self.steps = nn.ModuleList(
             AffineCoupling(
-                channels, hidden, 3 if index % 2 == 0 else 1, torch.randperm(channels, generator=generator)
+                channels,
+                hidden,
+                3 if index % 2 == 0 else 1,
+                torch.randperm(channels, generator=generator),
             )
             for index in range(steps)
         )

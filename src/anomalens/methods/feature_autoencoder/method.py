@@ -3,7 +3,6 @@ anomaly = reconstruction error per position."""
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -47,7 +46,7 @@ class FeatureAutoencoderMethod(FeatureMethod):
         weights: str | None = None,
         hidden: int = 256,
         bottleneck: int = 32,
-        steps: int = 300,
+        steps: int = 200,
         step_images: int = 8,
         learning_rate: float = 1e-3,
         top_fraction: float = 0.01,

@@ -43,18 +43,20 @@ class STFPM(FeatureMethod):
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
-        resolution: int = 256,
+        resolution: int = 192,
         levels: tuple[str, ...] = ("s4", "s8", "s16"),
         weights: str | None = None,
-        steps: int = 200,
-        step_images: int = 8,
+        steps: int = 100,
+        step_images: int = 4,
         learning_rate: float = 1e-3,
         top_fraction: float = 0.01,
         batch_size: int = 8,
         seed: int = 0,
     ):
         if not backbone.startswith("efficientnet_lite"):
-            raise ConfigError(f"stfpm's student copies an EfficientNet-Lite teacher, not {backbone}")
+            raise ConfigError(
+                f"stfpm's student copies an EfficientNet-Lite teacher, not {backbone}"
+            )
         super().__init__(backbone, resolution, levels, weights, batch_size, seed, top_fraction)
         self.steps = steps
         self.step_images = step_images

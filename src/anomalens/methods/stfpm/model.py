@@ -22,9 +22,7 @@ class Student(nn.Module):
 
     def __init__(self, variant: str, levels: tuple[str, ...]):
         super().__init__()
-        width, depth = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite2": (1.1, 1.2)}[
-            variant
-        ]
+        width, depth = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite2": (1.1, 1.2)}[variant]
         self.levels = levels
         network = EfficientNetLite(variant, width, depth)
         ran: list[int] = []
