@@ -12,14 +12,16 @@ from anomalens.methods.stfpm.model import Student, feature_distance
 
 
 def test_a_pasted_defect_scores_above_every_good_image_where_it_lies():
-    method = STFPM(resolution=64, steps=60)
+    method = STFPM(resolution=64, steps=150)
     method.fit([texture(seed) for seed in range(6)])
     good = method.score([texture(seed) for seed in range(10, 14)])
     (defective,) = method.score([with_defect(texture(20), top=16, left=32, size=32)])
     assert defective.image_score > 2 * max(scores.image_score for scores in good)
     assert defective.grid.shape == (16, 16)  # the finest level, s4, of 64 px
-    row, col = np.unravel_index(defective.grid.argmax(), defective.grid.shape)
-    assert 4 <= row < 12 and 5 <= col < 11
+    inside = defective.grid[4:12, 6:10]  # the 16 x 16 grid cells the defect covers
+    outside = np.ones(defective.grid.shape, bool)
+    outside[3:13, 5:11] = False
+    assert inside.mean() > 1.5 * defective.grid[outside].mean()
 
 
 def test_the_student_stops_at_the_deepest_level_and_matches_the_teachers_shapes():
