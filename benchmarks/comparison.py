@@ -22,6 +22,7 @@ import argparse
 import inspect
 import io
 import json
+import math
 import os
 import shlex
 import shutil
@@ -113,18 +114,18 @@ def settings_for(method: str, shots: list[Shots], seed: int) -> EvaluationSettin
     return EvaluationSettings(method=method, resolution=resolution, shots=shots, seeds=[seed])
 
 
-def report_folder(reports: Path, dataset: str, method: str, seed: int) -> Path:
-    settings = settings_for(method, [], seed)
-    return reports / dataset / f"{method}-{settings.resolution}" / f"seed{seed}"
+def report_folder(reports: Path, dataset: str, method: str, shots: Shots, seed: int) -> Path:
+    resolution = settings_for(method, [], seed).resolution
+    return reports / dataset / f"{method}-{resolution}" / f"{shots}-shot-seed{seed}"
 
 
-def evaluate_seed(
-    data: Path, reports: Path, method: str, shots: list[Shots], seed: int, collect: bool
+def evaluate_run(
+    data: Path, reports: Path, method: str, shots: Shots, seed: int, collect: bool
 ) -> dict[str, Any] | None:
-    """The report of one dataset × method × seed: a finished one with these settings, else
-    (unless `collect`) a fresh evaluation; None when `collect` finds none."""
-    settings = settings_for(method, shots, seed)
-    folder = report_folder(reports, data.name, method, seed)
+    """The report of one dataset × method × shots × seed: a finished one with these settings,
+    else (unless `collect`) a fresh evaluation; None when `collect` finds none."""
+    settings = settings_for(method, [shots], seed)
+    folder = report_folder(reports, data.name, method, shots, seed)
     report = finished_report(data, folder, settings)
     if report is None and not collect:
         evaluate(data, folder, settings)
@@ -132,30 +133,17 @@ def evaluate_seed(
     return report
 
 
-def rows_of(
-    dataset: str, method: str, shots: list[Shots], reports: list[dict[str, Any]]
-) -> list[Row]:
-    """One row per shots setting that every given report (one per seed) holds."""
-    rows = []
-    for setting in shots:
-        entries = [
-            next((e for e in report["summary"] if str(e["shots"]) == str(setting)), None)
-            for report in reports
-        ]
-        entries = [entry for entry in entries if entry is not None]
-        if not entries:
-            continue
-        rows.append(
-            Row(
-                dataset,
-                method,
-                setting,
-                [seed for entry in entries for seed in entry["seeds"]],
-                {name: [entry["mean"][name]["mean"] for entry in entries] for name in COLUMNS},
-                reports[0]["detector"]["method_params"],
-            )
-        )
-    return rows
+def row_of(dataset: str, method: str, shots: Shots, reports: list[dict[str, Any]]) -> Row:
+    """The row of one dataset × method × shots setting from its reports (one per seed)."""
+    entries = [report["summary"][0] for report in reports]
+    return Row(
+        dataset,
+        method,
+        shots,
+        [seed for entry in entries for seed in entry["seeds"]],
+        {name: [entry["mean"][name]["mean"] for entry in entries] for name in COLUMNS},
+        reports[0]["detector"]["method_params"],
+    )
 
 
 def showcase(dataset: Dataset) -> list[Sample]:
@@ -327,9 +315,8 @@ def generated_reading(rows: list[Row]) -> list[str]:
     return lines
 
 
-def not_run(plan: list[tuple[str, str, int]], done: set[tuple[str, str, int]]) -> str:
-    """A sentence naming the dataset × method × seed runs of `plan` that have no report."""
-    missing = [f"{d} {m} seed {s}" for d, m, s in plan if (d, m, s) not in done]
+def not_run(missing: list[str]) -> str:
+    """A sentence naming the dataset × method × shots × seed runs that have no report."""
     if not missing:
         return "Every planned run finished."
     return f"**Not run** (compute: 2 shared cores): {'; '.join(missing)}."
@@ -454,25 +441,37 @@ def main() -> None:
     command = shlex.join([".venv/bin/python", "benchmarks/comparison.py", *sys.argv[1:]])
     rows: list[Row] = []
     test_sets: dict[str, str] = {}
-    plan = [(d.name, m, s) for d in args.data for m in args.methods for s in args.seeds]
-    done: set[tuple[str, str, int]] = set()
+    plan = [
+        (shots, root, method, seed)
+        for shots in args.shots
+        for root in args.data
+        for method in args.methods
+        for seed in args.seeds
+    ]
+    data_of: dict[Path, Path] = {}
     for root in args.data:
         (dataset,) = discover(root)
         data, every = root, -(-len(dataset.test) // args.test_cap)
         if every > 1:  # the subset's data and reports live apart from the full set's
             data = test_subset(dataset, every, args.reports / f"test-every{every}")
+        data_of[root] = data
         kept = len(discover(data)[0].test)
         test_sets[root.name] = f"{kept} of the {len(dataset.test)} test images" + (
             f", every {every}th of each test folder, the first included" if every > 1 else ""
         )
+    found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    missing = []
+    for shots, root, method, seed in plan:  # smallest work first: the order of the options
+        report = evaluate_run(data_of[root], args.reports, method, shots, seed, args.collect)
+        if report is None:
+            missing.append(f"{root.name} {method} {shots} shots seed {seed}")
+        else:
+            found.setdefault((root.name, method, str(shots)), []).append(report)
+    for root in args.data:
         for method in args.methods:
-            reports = []
-            for seed in args.seeds:
-                report = evaluate_seed(data, args.reports, method, args.shots, seed, args.collect)
-                if report is not None:
-                    reports.append(report)
-                    done.add((root.name, method, seed))
-            rows += rows_of(root.name, method, args.shots, reports) if reports else []
+            for shots in sorted(args.shots, key=lambda s: math.inf if s == FULL else int(s)):
+                if reports := found.get((root.name, method, str(shots))):
+                    rows.append(row_of(root.name, method, shots, reports))
     if args.no_document:
         return
     (dataset,) = discover(args.data[0])
@@ -486,8 +485,9 @@ def main() -> None:
         sizes[method] = (saved_megabytes(detector), backbone_megabytes(detector))
         pictures[method] = write_pictures(method, samples, overlays(detector, images), args.figures)
     notes = kept_notes(args.output)
-    missing = not_run(plan, done)
-    text = document(command, args, test_sets, rows, missing, sizes, samples, pictures, notes)
+    text = document(
+        command, args, test_sets, rows, not_run(missing), sizes, samples, pictures, notes
+    )
     write_text(args.output, text)
 
 
