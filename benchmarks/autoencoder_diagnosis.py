@@ -6,7 +6,8 @@
 Fits the pixel autoencoder (its defaults, and variants of one setting each: SSIM residual, a
 four times narrower code, twice the epochs) and the feature autoencoder on the same seeded
 references, scores every n-th test image of each folder and prints, per model: image AUROC of
-three image scores (top 1% of the map, its maximum, its mean); how much larger the residual is
+four image scores (top 1% of the map, its maximum, its mean, and the top 1% over the map's
+median); how much larger the residual is
 inside the defects than around them on defective images (1.0: defects reconstructed as well as
 normal texture); the training loss reached; the held-in / held-out gap (test good residual over
 the references' own); and, for the inputs themselves, the image AUROC of their mean brightness
@@ -43,6 +44,12 @@ def variants(resolution: int) -> dict[str, Method]:
     }
 
 
+def relative(residual: np.ndarray) -> float:
+    """The top 1% of a map over its median: an image score blind to how well the image's
+    texture reconstructs overall."""
+    return top_fraction_mean(residual) / max(float(np.median(residual)), 1e-12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mtd"))
@@ -77,6 +84,7 @@ def main() -> None:
         "AUROC top 1%",
         "AUROC max",
         "AUROC mean",
+        "AUROC top 1% / median",
         "defect / around",
         "final loss",
         "test good / refs",
@@ -103,6 +111,7 @@ def main() -> None:
                     f"{image_auroc(labels, [s.image_score for s in scored]):.3f}",
                     f"{image_auroc(labels, [m.max() for m in maps]):.3f}",
                     f"{image_auroc(labels, [top_fraction_mean(m, 1.0) for m in maps]):.3f}",
+                    f"{image_auroc(labels, [relative(m) for m in maps]):.3f}",
                     f"{np.median(ratios):.2f}",
                     loss,
                     f"{good / own:.2f}",

@@ -18,6 +18,8 @@ Inputs = dict[str, torch.Tensor]
 """What a network trains on and scores: named tensors whose first dimension is the image."""
 NETWORK_PREFIX = "network{}."
 """State arrays of the i-th fold network start with this."""
+SCORE_BATCH = 8
+"""Images scored at a time."""
 
 
 def subset(inputs: Inputs, indices: list[int]) -> Inputs:
@@ -199,10 +201,6 @@ class TrainedMethod(Method):
     def top_scores(self, maps: torch.Tensor) -> torch.Tensor:
         """(N,) mean of the top `top_fraction` of each (N, h, w) map (0: its maximum)."""
         return torch.tensor([top_fraction_mean(grid.numpy(), self.top_fraction) for grid in maps])
-
-
-SCORE_BATCH = 8
-"""Images scored at a time."""
 
 
 class FeatureMethod(TrainedMethod):
