@@ -5,17 +5,19 @@
         --methods autoencoder feature_autoencoder fanogan stfpm fastflow --shots 1 16 full \\
         --seeds 0 1 2
 
-Each dataset × method × seed runs the evaluation protocol at the method's defaults (all shots
-settings in one run, so they share backbone features) into
-<reports>/<dataset>/<method>-<resolution>/seed<k>/; `--resume` keeps finished ones, so the
-grid can be filled a piece at a time (smallest first, in several processes) and
-`--collect` only reads what has finished, naming what has not in the document. Then one
-detector per method is fitted on the first dataset at --show-shots (16) with the first seed:
-saved to a temporary folder for its size on disk and run on the same test images (the first
-of each defect type and the first good one) for the overlays written to docs/comparison/.
-The document holds the command, one table per dataset, the sizes, the overlays, a reading
-generated from the figures and a hand-written reading that regeneration keeps (between its
-markers).
+Each shots setting × dataset × method × seed, in that order (the order the options list them
+in), runs the evaluation protocol at the method's defaults into
+<reports>/<dataset>/<method>-<resolution>/<shots>-shot-seed<k>/. Finished runs are kept, so the
+grid can be filled a piece at a time (the runs that matter most first, in several processes);
+datasets of more than --test-cap (200) test images keep every n-th of each test folder.
+`--collect` only reads what has finished, naming what has not in the document. Sizes are the
+weights a fitted model saves (fixed-shape networks: measured on untrained ones); with
+`--overlays`, one detector per method is also fitted on the first dataset at --show-shots (16)
+with the first seed, for the saved size of methods whose model grows with the references and
+for the overlays written to docs/comparison/ (the same test images for every method: the first
+of each defect type and the first good one). The document holds the command, one table per
+dataset, the sizes, the overlays, a reading generated from the figures and a hand-written
+reading that regeneration keeps (between its markers).
 """
 
 import argparse
@@ -47,6 +49,9 @@ from anomalens.evaluation.report import table_header, table_row
 from anomalens.io.atomic import write_bytes, write_text
 from anomalens.io.images import load_image
 from anomalens.methods import METHODS as METHODS_BY_NAME
+from anomalens.methods import create_method
+from anomalens.methods.autoencoder import AutoencoderMethod
+from anomalens.methods.trained import TrainedMethod
 from anomalens.visualize import overlay
 
 DATA = [Path("../shared/data") / name for name in ("mtd", "mpdd_plate", "deeppcb_20085")]
@@ -199,9 +204,22 @@ def saved_megabytes(detector: Detector) -> float:
         return sum(path.stat().st_size for path in files) / 1e6
 
 
-def backbone_megabytes(detector: Detector) -> float | None:
-    """Size of the backbone weights file the detector loads at run time (None: no backbone)."""
-    backbone = detector.method.config().get("backbone")
+def weights_megabytes(name: str) -> float | None:
+    """MB of the weights a fitted `name` saves when they do not depend on the references
+    (networks of a fixed shape: the trained methods' fold networks, the autoencoder's), from
+    untrained networks of that shape; None for the others."""
+    method = create_method(name)
+    if isinstance(method, TrainedMethod):
+        method.networks = [method.new_network() for _ in range(method.folds)]
+    elif not isinstance(method, AutoencoderMethod):
+        return None
+    return sum(array.nbytes for array in method.state().values()) / 1e6
+
+
+def backbone_megabytes(config: dict[str, Any]) -> float | None:
+    """Size of the backbone weights file a method of `config` loads at run time (None: no
+    backbone)."""
+    backbone = config.get("backbone")
     for entry in weights_status():
         if entry["name"] == backbone and entry["available"]:
             return Path(str(entry["path"])).stat().st_size / 1e6
@@ -315,11 +333,47 @@ def generated_reading(rows: list[Row]) -> list[str]:
     return lines
 
 
-def not_run(missing: list[str]) -> str:
-    """A sentence naming the dataset × method × shots × seed runs that have no report."""
+def not_run(missing: dict[str, dict[str, list[int]]]) -> str:
+    """A sentence naming the runs that have no report: per "dataset method", the seeds of
+    each shots setting."""
     if not missing:
         return "Every planned run finished."
-    return f"**Not run** (compute: 2 shared cores): {'; '.join(missing)}."
+    parts = [
+        f"{name} ({'; '.join(f'{shots}: seeds {seeds}' for shots, seeds in left.items())})"
+        for name, left in missing.items()
+    ]
+    return f"**Not run** (compute: 2 shared cores): {', '.join(parts)}.".replace("[", "").replace(
+        "]", ""
+    )
+
+
+def overlay_section(
+    first: str,
+    args: argparse.Namespace,
+    samples: list[Sample],
+    pictures: dict[str, list[str]],
+    figures: str,
+) -> list[str]:
+    """The overlay table's lines (none without --overlays)."""
+    if not pictures:
+        return []
+    return [
+        f"## Overlays ({first}, {args.show_shots} shots, seed {args.seeds[0]})",
+        "",
+        "The same test images for every method: the first of each defect type and the first "
+        "good one. Input: ground truth outlined in green. Overlays: the heat scale puts each "
+        "detector's pixel threshold at mid-range; boxes are the detected regions.",
+        "",
+        table_header(["image", *pictures]),
+        *(
+            table_row(
+                [f"{sample.defect_type}<br>{sample.path.name}"]
+                + [f"![{names[row]}]({figures}/{names[row]})" for names in pictures.values()]
+            )
+            for row, sample in enumerate(samples)
+        ),
+        "",
+    ]
 
 
 def document(
@@ -328,7 +382,7 @@ def document(
     test_sets: dict[str, str],
     rows: list[Row],
     missing: str,
-    sizes: dict[str, tuple[float, float | None]],
+    sizes: dict[str, tuple[float | None, float | None]],
     samples: list[Sample],
     pictures: dict[str, list[str]],
     notes: str,
@@ -341,8 +395,8 @@ def document(
         test_sets: dataset -> which of its test images were scored, in words.
         rows: every evaluated dataset × method × shots setting.
         missing: the sentence naming the runs that did not run.
-        sizes: method -> (saved model MB, backbone weights MB or None).
-        samples: the test samples shown in the overlays.
+        sizes: method -> (saved weights MB or None, backbone weights MB or None).
+        samples: the test samples shown in the overlays (none without --overlays).
         pictures: column ("input" or method) -> the PNG name of each sample.
         notes: the hand-written reading.
     """
@@ -356,7 +410,7 @@ def document(
         "Each method at its defaults through the evaluation protocol; mean (± std, population) "
         "over the seeds listed. Recall and false alarms are at the detector's own thresholds, "
         "fitted to a 1% false-alarm rate from the references alone. Reports: "
-        f"`{args.reports}/<dataset>/<method>-<resolution>/seed<k>/`.",
+        f"`{args.reports}/<dataset>/<method>-<resolution>/<shots>-shot-seed<k>/`.",
         "",
         missing,
         "",
@@ -374,33 +428,32 @@ def document(
         "",
         *configurations(rows),
         "",
-        f"## Model size on disk ({first}, {args.show_shots} shots, seed {args.seeds[0]})",
+        "## Model size",
         "",
-        "The saved detector folder (`Detector.save`). Methods on a backbone also load its "
-        "weights at run time, one file shared by every model; the others carry all their "
-        "weights in the folder.",
+        "Weights a fitted model saves (`Detector.save`, safetensors), in MB: for the trained "
+        "methods two fold networks of a fixed shape, whatever the number of references"
+        + (
+            f"; methods whose model grows with the references: fitted on {first} at "
+            f"{args.show_shots} shots, seed {args.seeds[0]}, the whole saved folder"
+            if args.overlays
+            else ""
+        )
+        + ". Methods on a backbone also load its weights at run time, one file shared by every "
+        "model.",
         "",
-        table_header(["method", "saved model MB", "backbone weights MB"]),
+        table_header(["method", "saved weights MB", "backbone weights MB"]),
         *(
-            table_row([method, f"{saved:.2f}", "–" if backbone is None else f"{backbone:.1f}"])
+            table_row(
+                [
+                    method,
+                    "n/a" if saved is None else f"{saved:.2f}",
+                    "–" if backbone is None else f"{backbone:.1f}",
+                ]
+            )
             for method, (saved, backbone) in sizes.items()
         ),
         "",
-        f"## Overlays ({first}, {args.show_shots} shots, seed {args.seeds[0]})",
-        "",
-        "The same test images for every method: the first of each defect type and the first "
-        "good one. Input: ground truth outlined in green. Overlays: the heat scale puts each "
-        "detector's pixel threshold at mid-range; boxes are the detected regions.",
-        "",
-        table_header(["image", *pictures]),
-        *(
-            table_row(
-                [f"{sample.defect_type}<br>{sample.path.name}"]
-                + [f"![{names[row]}]({figures}/{names[row]})" for names in pictures.values()]
-            )
-            for row, sample in enumerate(samples)
-        ),
-        "",
+        *overlay_section(first, args, samples, pictures, figures),
         "## Reading (generated from the figures above)",
         "",
         *generated_reading(rows),
@@ -437,6 +490,11 @@ def main() -> None:
         "--collect", action="store_true", help="only read finished reports, run nothing"
     )
     parser.add_argument("--no-document", action="store_true", help="run the grid only")
+    parser.add_argument(
+        "--overlays",
+        action="store_true",
+        help="fit each method at --show-shots on the first dataset: overlays and saved sizes",
+    )
     args = parser.parse_args()
     command = shlex.join([".venv/bin/python", "benchmarks/comparison.py", *sys.argv[1:]])
     rows: list[Row] = []
@@ -460,11 +518,12 @@ def main() -> None:
             f", every {every}th of each test folder, the first included" if every > 1 else ""
         )
     found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    missing = []
+    missing: dict[str, dict[str, list[int]]] = {}
     for shots, root, method, seed in plan:  # smallest work first: the order of the options
         report = evaluate_run(data_of[root], args.reports, method, shots, seed, args.collect)
         if report is None:
-            missing.append(f"{root.name} {method} {shots} shots seed {seed}")
+            left = missing.setdefault(f"{root.name} {method}", {})
+            left.setdefault(str(shots), []).append(seed)
         else:
             found.setdefault((root.name, method, str(shots)), []).append(report)
     for root in args.data:
@@ -474,16 +533,23 @@ def main() -> None:
                     rows.append(row_of(root.name, method, shots, reports))
     if args.no_document:
         return
-    (dataset,) = discover(args.data[0])
-    samples = showcase(dataset)
-    images = [load_image(sample.path) for sample in samples]
-    inputs = [with_truth(image, sample) for image, sample in zip(images, samples, strict=True)]
-    pictures = {"input": write_pictures("input", samples, inputs, args.figures)}
-    sizes: dict[str, tuple[float, float | None]] = {}
-    for method in args.methods:
-        detector = fitted_detector(dataset, method, args.show_shots, args.seeds[0])
-        sizes[method] = (saved_megabytes(detector), backbone_megabytes(detector))
-        pictures[method] = write_pictures(method, samples, overlays(detector, images), args.figures)
+    sizes: dict[str, tuple[float | None, float | None]] = {
+        method: (weights_megabytes(method), backbone_megabytes(create_method(method).config()))
+        for method in args.methods
+    }
+    samples: list[Sample] = []
+    pictures: dict[str, list[str]] = {}
+    if args.overlays:
+        (dataset,) = discover(args.data[0])
+        samples = showcase(dataset)
+        images = [load_image(sample.path) for sample in samples]
+        truth = [with_truth(image, sample) for image, sample in zip(images, samples, strict=True)]
+        pictures["input"] = write_pictures("input", samples, truth, args.figures)
+        for method in args.methods:
+            detector = fitted_detector(dataset, method, args.show_shots, args.seeds[0])
+            sizes[method] = (saved_megabytes(detector), sizes[method][1])
+            shown = overlays(detector, images)
+            pictures[method] = write_pictures(method, samples, shown, args.figures)
     notes = kept_notes(args.output)
     text = document(
         command, args, test_sets, rows, not_run(missing), sizes, samples, pictures, notes
