@@ -8,9 +8,13 @@ from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
 from anomalens.methods.discriminator import Discriminator
 from anomalens.methods.ensemble import Ensemble
+from anomalens.methods.fanogan import FAnoGAN
+from anomalens.methods.fastflow import FastFlow
+from anomalens.methods.feature_autoencoder import FeatureAutoencoderMethod
 from anomalens.methods.gaussian import ImageGaussian
 from anomalens.methods.padim import PaDiM
 from anomalens.methods.patchcore import PatchCore
+from anomalens.methods.stfpm import STFPM
 
 METHODS: dict[str, type[Method]] = {
     AnomalyDINO.name: AnomalyDINO,
@@ -20,6 +24,10 @@ METHODS: dict[str, type[Method]] = {
     Discriminator.name: Discriminator,
     Ensemble.name: Ensemble,
     ImageGaussian.name: ImageGaussian,
+    FeatureAutoencoderMethod.name: FeatureAutoencoderMethod,
+    FastFlow.name: FastFlow,
+    STFPM.name: STFPM,
+    FAnoGAN.name: FAnoGAN,
 }
 
 
