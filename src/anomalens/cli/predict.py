@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalens.cli.options import image_files, report_error
+from anomalens.cli.options import add_runtime_options, image_files, report_error
 from anomalens.detector import Detector
 from anomalens.errors import AnomalensError
 from anomalens.formats.coco import write_coco
@@ -37,12 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="json",
         help="coco also writes OUT/coco.json (COCO detections with segmentation)",
     )
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Inspect every input; a bad file is reported and skipped; exit 1 if any failed."""
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, args.runtime, args.device)
     files = list(image_files(args.inputs))
     entries, errors, coco_results, coco_paths = [], [], [], []
     pending: list[tuple[Path, str, np.ndarray]] = []
