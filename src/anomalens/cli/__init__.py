@@ -8,6 +8,7 @@ from anomalens.cli import (
     defects,
     evaluate,
     evaluate_types,
+    export,
     fit,
     info,
     predict,
@@ -17,7 +18,7 @@ from anomalens.cli import (
 )
 from anomalens.errors import AnomalensError
 
-COMMANDS = [fit, predict, info, weights, report, evaluate, serve, defects, evaluate_types]
+COMMANDS = [fit, predict, info, weights, report, evaluate, serve, defects, evaluate_types, export]
 
 
 def build_parser() -> argparse.ArgumentParser:
