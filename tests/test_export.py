@@ -13,9 +13,9 @@ from PIL import Image
 
 from anomalens import Detector
 from anomalens.backbones import load_backbone
-from anomalens.cli import main
+from anomalens.cli import build_parser, main
 from anomalens.errors import ConfigError, ModelFileError
-from anomalens.runtime import export, read_manifest
+from anomalens.runtime import export, read_manifest, set_defaults
 from anomalens.runtime.graphs import export_onnx
 from anomalens.runtime.package import choose_runtime, feature_extractors
 from anomalens.runtime.sessions import GraphBackbone, OnnxRuntimeGraph, OpenVinoGraph
@@ -198,3 +198,20 @@ def _boxes(result) -> list[tuple[int, int, int, int, int]]:
 def _write(path: Path, image: np.ndarray) -> Path:
     Image.fromarray(image).save(path)
     return path
+
+
+def test_the_process_default_runtime_is_what_serve_loads_every_model_in(exported, model):
+    try:
+        set_defaults("openvino")
+        detector = Detector.load(exported["onnx"])
+        graphs = feature_extractors(detector.method)[0].model.graphs.values()
+        assert all(isinstance(graph, OpenVinoGraph) for graph in graphs)
+        set_defaults("onnxruntime")
+        with pytest.raises(ConfigError, match="not exported"):
+            Detector.load(model)
+        with pytest.raises(ConfigError, match="unknown device"):
+            set_defaults(None, "tpu")
+    finally:
+        set_defaults()
+    args = build_parser().parse_args(["serve", "--runtime", "openvino", "--device", "cpu"])
+    assert (args.runtime, args.device) == ("openvino", "cpu")
