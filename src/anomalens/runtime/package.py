@@ -8,6 +8,7 @@ any size) and `runtime.json`: the graphs, their format and precision, and the mi
 image each runtime took at export, from which the default runtime is chosen.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -210,9 +211,8 @@ def export(
             runtime = READERS[format][0]
             with runtime_backbones(staging, manifest, runtime, "cpu"):
                 refitted = type(detector).from_config(detector.config())
-            refitted.defect_types = detector.defect_types
-            with runtime_backbones(staging, manifest, runtime, "cpu"):
                 refitted.fit(arrays, names=[str(reference) for reference in references])
+            refitted.defect_types = detector.defect_types
             detector = refitted
         save_detector(detector, folder)
         shutil.move(staging / "graphs", folder / "graphs")
@@ -303,8 +303,4 @@ def _milliseconds(folder: Path, manifest: dict[str, Any], runtime: str, image: n
 
 
 def _installed(runtime: str) -> bool:
-    try:
-        __import__(runtime)
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec(runtime) is not None
