@@ -138,3 +138,44 @@ def test_exact_search_has_no_training_and_mismatched_training_is_refused():
     centroids = NearestNeighbours("cosine").fit(bank).centroids
     with pytest.raises(ValueError, match="does not fit a bank of 16"):
         NearestNeighbours("cosine").restore(bank, np.zeros(len(bank)), centroids, np.zeros(8))
+
+
+def test_saved_lists_restore_the_fitted_index_bit_for_bit():
+    bank, queries = clustered(EXACT_SEARCH_LIMIT + 1000), clustered(200, seed=1)
+    owners = np.repeat(np.arange(3), 1000)
+    fitted = NearestNeighbours("cosine").fit(bank, owners)
+    lists = fitted.lists
+    assert lists.dtype == np.uint8 and lists.size
+    restored = NearestNeighbours("cosine").restore(fitted.bank.copy(), owners, lists=lists)
+    for a, b in zip(fitted.distances(queries, 3), restored.distances(queries, 3), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(
+        fitted.distances_excluding(queries, 1),
+        restored.distances_excluding(queries, 1),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(restored.codebook, fitted.codebook)
+    assert NearestNeighbours("cosine").fit(clustered(100)).lists.size == 0  # exact: no lists
+
+
+def test_lists_of_another_bank_or_damaged_lists_are_refused():
+    bank = clustered(EXACT_SEARCH_LIMIT + 1000)
+    lists = NearestNeighbours("cosine").fit(bank).lists
+    with pytest.raises(ValueError, match="do not index this bank"):
+        NearestNeighbours("cosine").restore(bank[:-1], np.zeros(len(bank) - 1), lists=lists)
+    with pytest.raises(ValueError, match="do not index this bank"):
+        NearestNeighbours("l2").restore(bank, np.zeros(len(bank)), lists=lists)
+    with pytest.raises(ValueError, match="unreadable inverted lists"):
+        NearestNeighbours("cosine").restore(bank, np.zeros(len(bank)), lists=lists[:100])
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_the_bank_is_held_once_by_the_index_and_read_only(approximate):
+    bank = clustered(EXACT_SEARCH_LIMIT + 1000)
+    neighbours = NearestNeighbours("l2", approximate).fit(bank)
+    assert not neighbours.bank.flags.owndata and not neighbours.bank.flags.writeable
+    np.testing.assert_array_equal(neighbours.bank, bank)
+    kept = neighbours.bank
+    neighbours.fit(clustered(100))  # refitting frees nothing the old view still reads
+    np.testing.assert_array_equal(kept, bank)

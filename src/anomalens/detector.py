@@ -267,11 +267,15 @@ class Detector:
         return save_detector(self, Path(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Detector":
-        """Read a detector written by `save`."""
-        from anomalens.persistence import load_detector
+    def load(
+        cls, path: str | Path, runtime: str | None = None, device: str | None = None
+    ) -> "Detector":
+        """Read a detector written by `save` or `anomalens export`, its backbones run in
+        `runtime` ("onnxruntime", "openvino" or "torch"; None: the fastest measured at export)
+        on `device` ("cpu" or "cuda"; see `anomalens.runtime`)."""
+        from anomalens.runtime import load
 
-        return load_detector(Path(path))
+        return load(Path(path), runtime, device)
 
     def _fit_with_holdout(self, arrays: list[np.ndarray], progress: bool) -> list[PatchScores]:
         if len(arrays) >= SPLIT_BELOW:

@@ -1,9 +1,12 @@
 """Registry of pretrained backbones; each turns an image batch into feature maps."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from anomalens.backbones.base import Backbone
 from anomalens.backbones.weights import install_path, sha256
@@ -52,9 +55,33 @@ def get_entry(name: str) -> BackboneEntry:
     return _REGISTRY[name]
 
 
-@functools.lru_cache(maxsize=4)
+Substitute = Callable[[Backbone, str | None], Any]
+"""(torch backbone, its weights setting) -> what feature extractors call instead of it."""
+_substitute: ContextVar[Substitute | None] = ContextVar("backbone_substitute", default=None)
+
+
+@contextmanager
+def substituted_backbones(substitute: Substitute) -> Iterator[None]:
+    """Within this block, `load_backbone` returns `substitute(backbone, weights)`: an exported
+    graph in another runtime, or the backbone on another device. Every feature extractor built
+    inside it (a model being loaded, the fresh copies a fit makes) keeps what it was given."""
+    token = _substitute.set(substitute)
+    try:
+        yield
+    finally:
+        _substitute.reset(token)
+
+
 def load_backbone(name: str, weights: str | None = None) -> Backbone:
-    """Build backbone `name` with its pretrained weights, frozen, in eval mode (cached)."""
+    """Backbone `name` with its pretrained weights, frozen, in eval mode (cached), or what the
+    enclosing `substituted_backbones` block puts in its place."""
+    backbone = _torch_backbone(name, weights)
+    substitute = _substitute.get()
+    return backbone if substitute is None else substitute(backbone, weights)
+
+
+@functools.lru_cache(maxsize=4)
+def _torch_backbone(name: str, weights: str | None) -> Backbone:
     entry = get_entry(name)
     model = entry.build(entry.locate(weights))
     model.eval().requires_grad_(False)

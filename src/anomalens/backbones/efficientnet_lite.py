@@ -58,9 +58,17 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding computed from each input's size."""
+    """Conv2d with TensorFlow "SAME" padding computed from each input's size.
+
+    While exporting to ONNX the padding is that of sides divisible by the stride (kernel -
+    stride, split as TF does), which every input that is a multiple of the backbone's
+    `size_multiple` has at every layer: the tracer would otherwise freeze the size-dependent
+    padding of the example input into the graph, and other sizes would come out cropped.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return super().forward(F.pad(x, self._divisible_pads()))
         pads = []
         for size, kernel, stride in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
@@ -68,6 +76,13 @@ class SameConv2d(nn.Conv2d):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads) if any(pads) else x)
+
+    def _divisible_pads(self) -> list[int]:
+        pads = []
+        for kernel, stride in zip(reversed(self.kernel_size), reversed(self.stride), strict=True):
+            total = max(kernel - stride, 0)
+            pads += [total // 2, total - total // 2]
+        return pads
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -8,6 +8,7 @@ from anomalens.cli import (
     defects,
     evaluate,
     evaluate_types,
+    export,
     fit,
     info,
     predict,
@@ -20,8 +21,8 @@ from anomalens.errors import AnomalensError
 from anomalens.progress import say
 from anomalens.threads import set_threads
 
-COMMANDS = [fit, predict, info, weights, report, evaluate, serve, defects, evaluate_types]
-COMPUTING = ["fit", "predict", "evaluate", "evaluate-types", "defects", "serve"]
+COMMANDS = [fit, predict, info, weights, report, evaluate, serve, defects, evaluate_types, export]
+COMPUTING = ["fit", "predict", "evaluate", "evaluate-types", "defects", "serve", "export"]
 """Commands whose every sub-command takes --threads."""
 
 

@@ -71,6 +71,24 @@ class WeightsAction(argparse.Action):
         namespace.param = [*namespace.param, f"weights={json.dumps(value)}"]
 
 
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """--runtime and --device: where a loaded model's backbones run."""
+    from anomalens.runtime import DEVICES, RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="backbone runtime (default: for an exported model the fastest measured at export, "
+        "else torch)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="cuda runs torch, or ONNX Runtime's CUDA provider where installed (default: cpu)",
+    )
+
+
 def resolution_argument(text: str) -> int | str:
     """A --resolution value: a whole number of pixels, or "native"."""
     return text if text == NATIVE else int(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from anomalens.cli.options import image_files, report_error
+from anomalens.cli.options import add_runtime_options, image_files, report_error
 from anomalens.detector import Detector
 from anomalens.errors import AnomalensError
 from anomalens.formats.coco import write_coco
@@ -38,12 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="json",
         help="coco also writes OUT/coco.json (COCO detections with segmentation)",
     )
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Inspect every input; a bad file is reported and skipped; exit 1 if any failed."""
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, args.runtime, args.device)
     found = image_files(args.inputs)
     for line in found.summary():
         print(line, file=sys.stderr)

@@ -5,7 +5,9 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from anomalens.cli.options import add_runtime_options
 from anomalens.errors import ConfigError
+from anomalens.runtime import set_defaults
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=40_000_000,
         help="largest accepted image, in pixels (default: %(default)s)",
     )
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    set_defaults(args.runtime, args.device)  # every model the server loads runs there
     file_bytes = int(args.max_upload_mb * MEBIBYTE)
     limits = Limits(  # a request can always carry one file and one image at the limits
         max_file_bytes=file_bytes,

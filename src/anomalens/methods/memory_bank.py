@@ -102,14 +102,13 @@ class MemoryBankMethod(Method):
 
     def state(self) -> dict[str, np.ndarray]:
         found = self.neighbours
-        return {
-            "bank": found.bank,
-            "owners": found.owners,
-            "centroids": found.centroids,
-            "codebook": found.codebook,
-        }
+        return {"bank": found.bank, "owners": found.owners, "lists": found.lists}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.neighbours.restore(
-            arrays["bank"], arrays["owners"], arrays.get("centroids"), arrays.get("codebook")
+            arrays["bank"],
+            arrays["owners"],
+            arrays.get("centroids"),  # models saved before the lists were kept
+            arrays.get("codebook"),
+            arrays.get("lists"),
         )
