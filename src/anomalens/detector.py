@@ -11,19 +11,22 @@ from anomalens import calibration
 from anomalens.calibration import Threshold
 from anomalens.defect_types.examples import BoxInput, MaskInput, example_regions
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
-from anomalens.errors import ConfigError
+from anomalens.errors import ConfigError, ImageError
 from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import find_boxes
 from anomalens.methods import METHODS, create_method
 from anomalens.methods.base import Method, PatchScores, quadrants
 from anomalens.results import Result
+from anomalens.validation import integer, number
 
 ImageInput = str | Path | np.ndarray
 CALIBRATION_BATCH = 8
 """Labelled images predicted at a time by `calibrate`, so that only their maps are held."""
 SPLIT_BELOW = 8
 """With fewer references, calibration holds out quadrants of the references instead."""
+MAX_SMOOTHING_SIGMA = 64.0
+"""Largest map smoothing accepted, in pixels (its kernel spans 8 sigma)."""
 
 
 class Detector:
@@ -57,8 +60,10 @@ class Detector:
         seed: int = 0,
         **method_params: Any,
     ):
-        if not 0 < max_false_alarm < 1:
-            raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+        number("max_false_alarm", max_false_alarm, above=0, below=1)
+        integer("min_region_area", min_region_area, minimum=1)
+        number("smoothing_sigma", smoothing_sigma, 0, MAX_SMOOTHING_SIGMA)
+        integer("seed", seed)
         self.max_false_alarm = max_false_alarm
         self.min_region_area = min_region_area
         self.smoothing_sigma = smoothing_sigma
@@ -115,6 +120,7 @@ class Detector:
         the held-out image scores the image threshold was set from (one per reference, or per
         reference quadrant below SPLIT_BELOW).
         """
+        images = _listed(images)
         if not images:
             raise ValueError("fit needs at least one good image")
         names, arrays = _arrays(images, names)
@@ -128,14 +134,20 @@ class Detector:
             self.fit([arrays[i] for i in keep], progress, names=[names[i] for i in keep])
             self.reference_outliers = outliers
             return self
-        self.references = names
-        self.held_out_scores = image_scores.tolist()
-        self.thresholds = {
+        calibration.check_spread(image_scores)
+        thresholds = {
             "image": calibration.calibrate(image_scores, self.max_false_alarm),
             "pixel": calibration.calibrate(
                 np.array([self._map(scores).max() for scores in held_out]), self.max_false_alarm
             ),
         }
+        for (name, threshold), highest in zip(
+            thresholds.items(), self.method.score_bounds(), strict=True
+        ):
+            calibration.check_reachable(threshold, highest, name)
+        self.references = names
+        self.held_out_scores = image_scores.tolist()
+        self.thresholds = thresholds
         return self
 
     def threshold_dicts(self) -> dict[str, dict[str, object]]:
@@ -144,22 +156,44 @@ class Detector:
 
     def calibrate(self, images: Sequence[ImageInput], labels: Sequence[bool]) -> "Detector":
         """Set the image threshold to the F1-optimal one on labelled images (True = defective)."""
-        step = CALIBRATION_BATCH
+        images, step = _listed(images), CALIBRATION_BATCH
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
         batches = (images[start : start + step] for start in range(0, len(images), step))
-        scores = [result.score for batch in batches for result in self.predict(batch)]
+        scores = []
+        for batch in batches:  # an unreadable labelled image is an error: each one counts
+            scores += [result.score for result in self.predict(_arrays(batch)[1])]
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
         return self
 
     def predict(self, images: Sequence[ImageInput]) -> list[Result]:
         """Inspect each image (path or RGB array); results come back in order, each box
-        labelled with its registered defect type (see `add_defect_type`)."""
+        labelled with its registered defect type (see `add_defect_type`).
+
+        An image that cannot be read or used does not stop the others: its result has the
+        `error` (naming it) and the verdict "ERROR".
+        """
         self._require_fitted()
-        _, arrays = _arrays(images)
-        results = []
-        for image, scores in zip(images, self.method.score(arrays), strict=True):
-            results.append(self._result(scores, image if isinstance(image, str | Path) else None))
-        self.defect_types.label(arrays, results)
-        return results
+        images = _listed(images)
+        results: list[Result | None] = [None] * len(images)
+        usable: list[tuple[int, np.ndarray]] = []
+        for index, image in enumerate(images):
+            path = str(image) if isinstance(image, str | Path) else None
+            try:
+                usable.append((index, as_rgb_array(image, _name(image, index))))
+            except ImageError as error:
+                results[index] = Result.failed(str(error), path)
+        arrays = [array for _, array in usable]
+        scored = [
+            self._result(scores, images[index] if isinstance(images[index], str | Path) else None)
+            for (index, _), scores in zip(
+                usable, self.method.score(arrays) if arrays else [], strict=True
+            )
+        ]
+        self.defect_types.label(arrays, scored)
+        for (index, _), result in zip(usable, scored, strict=True):
+            results[index] = result
+        return results  # type: ignore[return-value]
 
     def add_defect_type(
         self,
@@ -183,6 +217,7 @@ class Detector:
         Each example's defect is its mask, else its box, else the strongest region the detector
         finds; an ImageError names an example where no region can be found.
         """
+        images = _listed(images)
         if not images:
             raise DefectTypeError(f"defect type {name!r} needs at least one example image")
         names, arrays = _arrays(images, names)
@@ -261,6 +296,17 @@ def _arrays(
     """The name (given, else see `_name`) and RGB array of each image."""
     names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
     return names, [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+
+
+def _listed(images: Any) -> list[ImageInput]:
+    """`images` as a list: any iterable of images (a generator, a batch array) is accepted;
+    a single path, image or anything else is refused with a TypeError saying so."""
+    if isinstance(images, str | Path) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        raise TypeError("images must be a list of images (paths or arrays), not a single one")
+    try:
+        return list(images)
+    except TypeError:
+        raise TypeError(f"images must be a list of paths or arrays, got {images!r}") from None
 
 
 def _name(image: ImageInput, index: int) -> str:

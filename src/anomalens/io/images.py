@@ -91,6 +91,8 @@ def as_rgb_array(image: "str | Path | np.ndarray", name: str = "<array>") -> np.
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ImageError(name, f"expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
+    if array.dtype.kind not in "biuf":  # strings, objects, complex numbers, dates
+        raise ImageError(name, f"an image array holds numbers; this one holds {array.dtype}")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.max(initial=0) <= 1.0:
             array = array * 255.0

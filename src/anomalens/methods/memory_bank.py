@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from anomalens.memory.knn import NearestNeighbours
 from anomalens.methods.base import Method, PatchScores
+from anomalens.validation import ArraySpec, choice
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MemoryBankMethod(Method):
     metric: str
 
     def __init__(self, approximate: bool | None) -> None:
-        self.approximate = approximate
+        self.approximate = choice("approximate", approximate, (None, True, False))
         self.neighbours = NearestNeighbours(self.metric, approximate)
 
     @abstractmethod
@@ -102,6 +103,14 @@ class MemoryBankMethod(Method):
             "owners": found.owners,
             "centroids": found.centroids,
             "codebook": found.codebook,
+        }
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "bank": ArraySpec(("rows", "dim"), "float32"),
+            "owners": ArraySpec(("rows",), "int64"),
+            "centroids": ArraySpec(("lists", "dim"), "float32", required=False),
+            "codebook": ArraySpec((None,), "float32", required=False),
         }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
