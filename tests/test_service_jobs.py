@@ -1,10 +1,16 @@
 """Fits accepted by the server are never lost: a stop keeps the queue recorded, a second stop
 does not wait for the running fit, and the next start resumes or reports every job."""
 
+import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
+import httpx
 import pytest
 from images import texture
 
@@ -13,6 +19,7 @@ from anomalens.cli.serve import stopping_server, uvicorn_config
 from anomalens.service.jobs import FitJobs
 from anomalens.service.limits import Limits
 from anomalens.service.store import ModelStore
+from anomalens.visualize import png_bytes
 
 IMAGES = [texture(seed) for seed in range(3)]
 
@@ -124,3 +131,78 @@ def test_pixel_budgets_shrink_with_the_machines_memory():
     # 4 GiB: a quarter of it at 24 bytes a pixel, shared by the requests decoding at once
     assert small.max_request_pixels * small.max_decoding * 24 <= 2**30
     assert small.max_pixels <= small.max_request_pixels < 400_000_000
+
+
+SLOW_SERVER = """
+import sys, time
+from anomalens import Detector
+from anomalens.cli import main
+
+Detector.fit = lambda self, *args, **kwargs: time.sleep(600)  # a fit that is always running
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def serve(arguments: list[str], script: str | None = None) -> subprocess.Popen:
+    code = script or "import sys; from anomalens.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "serve", *arguments], env=env, stderr=subprocess.PIPE
+    )
+
+
+def test_serve_stops_at_the_second_sigterm_and_resumes_the_recorded_fits(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    arguments = ["--port", str(port), "--models", str(tmp_path)]
+    files = [
+        ("files", (f"{i}.png", png_bytes(image), "image/png")) for i, image in enumerate(IMAGES)
+    ]
+    fit = {"method": "anomalydino", "resolution": "64"}
+    server = serve(arguments, SLOW_SERVER)
+    try:
+        wait_for(lambda: answers(f"{url}/api/health"))
+        ids = [
+            httpx.post(f"{url}/api/models", data={"name": name, **fit}, files=files).json()["id"]
+            for name in ("first", "second")
+        ]
+        wait_for(lambda: httpx.get(f"{url}/api/jobs/{ids[0]}").json()["state"] == "fitting")
+        server.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert server.poll() is None  # the first stop waits for the running fit
+        stopped = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+        assert time.monotonic() - stopped < 10
+    finally:
+        server.kill()
+        server.wait()
+    recorded = {job: json.loads((tmp_path / "jobs" / job / "job.json").read_text()) for job in ids}
+    assert [recorded[job]["job"]["state"] for job in ids] == ["fitting", "queued"]
+
+    restarted = serve(arguments)
+    try:
+        wait_for(lambda: answers(f"{url}/api/health"))
+        wait_for(
+            lambda: all(
+                httpx.get(f"{url}/api/jobs/{job}").json()["state"] == "done" for job in ids
+            ),
+            300,
+        )
+        assert {m["name"] for m in httpx.get(f"{url}/api/models").json()} == {"first", "second"}
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

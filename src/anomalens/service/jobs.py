@@ -45,7 +45,6 @@ class Job:
         state: "queued", "fitting", "saving", "done" or "failed".
         error: what went wrong, when it failed.
         created, started, finished: Unix times (None until reached).
-        restarts: how many times a server stop interrupted it before it ran to its end.
     """
 
     id: str
@@ -56,7 +55,6 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    restarts: int = 0
 
     @property
     def is_over(self) -> bool:
@@ -66,8 +64,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The fields plus `elapsed`: seconds spent since the job started (or in total)."""
         end = self.finished or time.time()
-        fields = {k: v for k, v in asdict(self).items() if k != "restarts"}
-        return {**fields, "elapsed": round(end - self.started, 1) if self.started else 0.0}
+        return {**asdict(self), "elapsed": round(end - self.started, 1) if self.started else 0.0}
 
 
 class FitJobs:
@@ -201,7 +198,7 @@ class FitJobs:
             if self.store.exists(job.model):  # saved just before the server stopped
                 job.state, job.finished = "done", job.finished or time.time()
             else:
-                job.state, job.started, job.restarts = "queued", None, job.restarts + 1
+                job.state, job.started = "queued", None
                 self._queue.put(job.id)
                 log.warning(f"job {job.id} (model {job.model!r}) was interrupted; queued again")
             self._save_state(job)
