@@ -8,9 +8,10 @@ import pytest
 from images import texture
 from PIL import Image
 
+from anomalens.calibration import CalibrationError
 from anomalens.cli import main
 from anomalens.detector import Detector
-from anomalens.errors import ImageError
+from anomalens.errors import ConfigError, ImageError
 from anomalens.io.images import load_image
 
 
@@ -198,3 +199,77 @@ def test_a_fifo_or_folder_given_as_a_file_is_named_truly(tmp_path):
     (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere.png")
     with pytest.raises(ImageError, match="broken link"):
         load_image(tmp_path / "broken.png")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"method": "anomalydino", "resolution": 0}, "resolution"),
+        ({"method": "anomalydino", "resolution": -5}, "resolution"),
+        ({"method": "anomalydino", "resolution": 100000}, "resolution"),
+        ({"method": "ensemble", "resolution": -5}, "resolution"),
+        ({"method": "autoencoder", "resolution": 0}, "resolution"),
+        ({"method": "anomalydino", "top_fraction": 5}, "top_fraction"),
+        ({"method": "anomalydino", "batch_size": 0}, "batch_size"),
+        ({"method": "patchcore", "coreset_ratio": 0}, "coreset_ratio"),
+        ({"method": "padim", "channels": 0}, "channels"),
+        ({"method": "discriminator", "steps": 0}, "steps"),
+        ({"method": "autoencoder", "epochs": 0}, "epochs"),
+        ({"smoothing_sigma": 1e9}, "smoothing_sigma"),
+        ({"min_region_area": 2.5}, "min_region_area"),
+        ({"max_false_alarm": float("nan")}, "max_false_alarm"),
+    ],
+)
+def test_settings_out_of_range_are_refused_naming_the_setting(settings, named):
+    with pytest.raises(ConfigError, match=named):
+        Detector(**settings)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.array([["a", "b"]] * 32 * 16).reshape(32, 32), np.full((32, 32, 3), None, dtype=object)],
+    ids=["strings", "objects"],
+)
+def test_arrays_of_strings_or_objects_are_refused_as_images(array):
+    with pytest.raises(ImageError, match="numbers"):
+        Detector(resolution=64).fit([array])
+
+
+def test_a_generator_of_images_is_read_like_a_list():
+    detector = Detector(method="anomalydino", resolution=64, rotation=False)
+    detector.fit(texture(seed) for seed in range(4))
+    assert len(detector.references) == 4
+    assert [r.verdict for r in detector.predict(texture(seed) for seed in (10, 11))] == ["OK"] * 2
+
+
+def test_one_bad_path_in_a_predict_batch_gives_an_error_result_for_it_alone(tmp_path):
+    detector = Detector(method="anomalydino", resolution=64, rotation=False)
+    detector.fit([texture(seed) for seed in range(4)])
+    good = save(tmp_path / "good.png", Image.fromarray(texture(10)))
+    (tmp_path / "broken.png").write_bytes(b"garbage")
+    results = detector.predict([good, tmp_path / "broken.png", tmp_path / "gone.png", texture(11)])
+    assert [r.verdict for r in results] == ["OK", "ERROR", "ERROR", "OK"]
+    assert "broken.png" in results[1].error and "no such file" in results[2].error
+    assert results[1].to_dict()["score"] is None and results[0].error is None
+
+
+def gradient(height: int = 256, width: int = 384) -> np.ndarray:
+    rows, cols = np.mgrid[:height, :width]
+    values = np.hypot(cols - 100, rows - 60) / 400 * 255
+    return np.repeat(values.astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+@pytest.mark.parametrize(
+    ("references", "problem"),
+    [
+        ([texture(0)] * 8, "no spread"),
+        ([np.zeros((64, 96, 3), np.uint8)] * 8, "no spread"),
+        ([np.full((64, 96, 3), 128, np.uint8)] * 3, "no spread"),
+        ([gradient()], "above the highest score"),
+    ],
+    ids=["eight identical", "black", "grey", "one gradient"],
+)
+@pytest.mark.parametrize("method", ["anomalydino", "ensemble"])
+def test_degenerate_references_fail_the_fit_with_a_message(references, problem, method):
+    with pytest.raises(CalibrationError, match=problem):
+        Detector(method=method, resolution=64).fit(references)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from images import HEIGHT, WIDTH, texture, with_defect
 from PIL import Image
 
-from anomalens.cli import main
+from anomalens.cli import main, serve
 from anomalens.detector import Detector
 from anomalens.results import Result
 from anomalens.service import Limits, create_app, jobs
@@ -449,16 +448,26 @@ def test_the_page_and_its_script_and_style_are_served(client):
     assert client.get("/style.css").status_code == 200
 
 
+class NotServing:
+    """Stands in for `anomalens serve`'s uvicorn server: records the config it would serve."""
+
+    def __init__(self, config, seen: list):
+        self.config, self.seen = config, seen
+
+    def run(self):
+        self.seen.append(self.config)
+
+
 def test_serve_listens_on_loopback_by_default_and_warns_about_other_addresses(
     tmp_path, monkeypatch, capsys
 ):
-    listened = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: listened.append((host, port)))
+    configs = []
+    monkeypatch.setattr(serve, "stopping_server", lambda config, jobs: NotServing(config, configs))
     assert main(["serve", "--models", str(tmp_path)]) == 0
     assert capsys.readouterr().err == ""
     assert main(["serve", "--models", str(tmp_path), "--host", "0.0.0.0", "--port", "9000"]) == 0
     assert "no authentication" in capsys.readouterr().err
-    assert listened == [("127.0.0.1", 8000), ("0.0.0.0", 9000)]
+    assert [(c.host, c.port) for c in configs] == [("127.0.0.1", 8000), ("0.0.0.0", 9000)]
 
 
 def test_another_site_can_change_nothing(client, model):
@@ -478,10 +487,10 @@ def test_another_site_can_change_nothing(client, model):
 @pytest.mark.parametrize("bound", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_a_loopback_server_answers_only_to_loopback_names_and_its_own(tmp_path, monkeypatch, bound):
     apps = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: apps.append(app))
+    monkeypatch.setattr(serve, "stopping_server", lambda config, jobs: NotServing(config, apps))
     assert main(["serve", "--models", str(tmp_path), "--host", bound]) == 0
     own = f"[{bound}]:8000" if ":" in bound else f"{bound}:8000"
-    with TestClient(apps[0]) as local:
+    with TestClient(apps[0].app) as local:
         for host in ("localhost:8000", "LocalHost.:8000", "127.0.0.1:8000", "[::1]:8000", own):
             assert local.get("/api/health", headers={"Host": host}).status_code == 200
         rebound = local.get("/api/health", headers={"Host": "evil.example:8000"})

@@ -8,6 +8,13 @@ n - 1 degrees of freedom, which widens the bound honestly when there are few ref
 pixel threshold is set the same way from the held-out maps' maxima, so that a normal image
 gets any mask pixel with probability `max_false_alarm`.
 
+Degenerate references are refused rather than calibrated (`check_spread`, `check_reachable`):
+held-out scores without spread (copies of one photo, blank or one-colour images) put the
+threshold at the references' own score, so that every image is NG, and held-out scores spread
+over orders of magnitude (one reference of very different quadrants) put it above any score
+the method can give, so that none is. Either way the model would mislead silently; the fit
+fails with a message saying what to change, which costs the user nothing but the fit's time.
+
 References whose held-out log score lies more than OUTLIER_Z robust standard deviations above
 the median (median absolute deviation) are flagged as likely defective. OUTLIER_Z = 2.5 flags a
 log-normal good reference with probability 0.6%; on MTD (16 references) 1 of 150 good images
@@ -21,12 +28,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import special
 
+from anomalens.errors import AnomalensError
 from anomalens.metrics import f1_max
 
 OUTLIER_Z = 2.5
+ZERO_SCORE = 1e-5
+"""Held-out scores all at most this say every reference is matched exactly by the others."""
+ZERO_SPREAD = 1e-6
+"""Held-out scores whose range is at most this fraction of their largest have no spread."""
 MIN_SPREAD = 0.05
 """Floor of the log-score standard deviation, as a fraction of the mean log score's magnitude,
 so that near-identical references do not give a threshold glued to their scores."""
+
+
+class CalibrationError(AnomalensError, ValueError):
+    """The references cannot set a threshold that means anything; says why and what to do."""
 
 
 @dataclass
@@ -73,6 +89,34 @@ def calibrate(scores: np.ndarray, max_false_alarm: float) -> Threshold:
         samples=int(np.size(scores)),
         max_false_alarm=max_false_alarm,
     )
+
+
+def check_spread(scores: object, what: str = "the references") -> None:
+    """Raise CalibrationError when held-out `scores` are not finite or have no spread."""
+    values = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise CalibrationError(f"the held-out scores of {what} are not all finite: {values}")
+    top = float(values.max())
+    if top <= ZERO_SCORE or float(np.ptp(values)) <= ZERO_SPREAD * top:
+        raise CalibrationError(
+            f"the held-out scores of {what} have no spread (all about {top:.3g}): the "
+            "references look the same as one another (copies of one photo, or blank or "
+            "one-colour images), so every new image would be NG; fit on varied photos of good "
+            "parts"
+        )
+
+
+def check_reachable(threshold: Threshold, highest: float, what: str) -> None:
+    """Raise CalibrationError when `threshold` is above `highest`, the largest score the
+    method can give, so that nothing would ever be flagged."""
+    if threshold.value > highest:
+        consequence = "no image would ever be NG" if what == "image" else "nothing would be found"
+        raise CalibrationError(
+            f"the {what} threshold {threshold.value:.4g} is above the highest score the method "
+            f"can give ({highest:.4g}), so {consequence}: the references' held-out "
+            f"scores spread too widely (over {threshold.samples} samples); fit on more "
+            "photos of good parts, alike in framing and lighting"
+        )
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold:

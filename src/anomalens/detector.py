@@ -20,12 +20,15 @@ from anomalens.methods import METHODS, create_method
 from anomalens.methods.base import Method, PatchScores, quadrants
 from anomalens.results import Result
 from anomalens.threads import set_threads
+from anomalens.validation import integer, number
 
 ImageInput = str | Path | np.ndarray
 CALIBRATION_BATCH = 8
 """Labelled images predicted at a time by `calibrate`, so that only their maps are held."""
 SPLIT_BELOW = 8
 """With fewer references, calibration holds out quadrants of the references instead."""
+MAX_SMOOTHING_SIGMA = 64.0
+"""Largest map smoothing accepted, in pixels (its kernel spans 8 sigma)."""
 
 
 class Detector:
@@ -63,8 +66,10 @@ class Detector:
         **method_params: Any,
     ):
         set_threads(threads)
-        if not 0 < max_false_alarm < 1:
-            raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+        number("max_false_alarm", max_false_alarm, above=0, below=1)
+        integer("min_region_area", min_region_area, minimum=1)
+        number("smoothing_sigma", smoothing_sigma, 0, MAX_SMOOTHING_SIGMA)
+        integer("seed", seed)
         self.max_false_alarm = max_false_alarm
         self.min_region_area = min_region_area
         self.smoothing_sigma = smoothing_sigma
@@ -123,6 +128,7 @@ class Detector:
         reference quadrant below SPLIT_BELOW), `held_out_map_maxima` the maxima of their maps
         the pixel threshold was set from, so that `retarget` can move both.
         """
+        images = _listed(images)
         if not images:
             raise ValueError("fit needs at least one good image")
         if exclude_outliers and len(images) < SPLIT_BELOW:
@@ -142,6 +148,7 @@ class Detector:
             self.fit([arrays[i] for i in keep], progress, names=[names[i] for i in keep])
             self.reference_outliers = outliers
             return self
+        calibration.check_spread(image_scores)
         self.references = names
         self.held_out_scores = image_scores.tolist()
         self.held_out_map_maxima = [float(self._map(scores).max()) for scores in held_out]
@@ -153,8 +160,7 @@ class Detector:
         held-out scores `fit` kept, without fitting again (an F1-optimal image threshold that
         `calibrate` set is replaced too)."""
         self._require_fitted()
-        if not 0 < max_false_alarm < 1:
-            raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_false_alarm}")
+        number("max_false_alarm", max_false_alarm, above=0, below=1)
         if not self.held_out_scores or not self.held_out_map_maxima:
             raise ConfigError(
                 "this model keeps no held-out scores (an older anomalens saved it): fit it "
@@ -165,12 +171,17 @@ class Detector:
         return self
 
     def _calibrate_thresholds(self) -> None:
-        self.thresholds = {
+        thresholds = {
             "image": calibration.calibrate(np.array(self.held_out_scores), self.max_false_alarm),
             "pixel": calibration.calibrate(
                 np.array(self.held_out_map_maxima), self.max_false_alarm
             ),
         }
+        for (name, threshold), highest in zip(
+            thresholds.items(), self.method.score_bounds(), strict=True
+        ):
+            calibration.check_reachable(threshold, highest, name)
+        self.thresholds = thresholds
 
     def threshold_dicts(self) -> dict[str, dict[str, object]]:
         """Each threshold and how it was set, JSON-serialisable, by name ("image", "pixel")."""
@@ -178,24 +189,46 @@ class Detector:
 
     def calibrate(self, images: Sequence[ImageInput], labels: Sequence[bool]) -> "Detector":
         """Set the image threshold to the F1-optimal one on labelled images (True = defective)."""
-        step = CALIBRATION_BATCH
+        images, step = _listed(images), CALIBRATION_BATCH
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
         batches = (images[start : start + step] for start in range(0, len(images), step))
-        scores = [result.score for batch in batches for result in self.predict(batch)]
+        scores = []
+        for batch in batches:  # an unreadable labelled image is an error: each one counts
+            scores += [result.score for result in self.predict(_arrays(batch)[1])]
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
         return self
 
     def predict(self, images: Sequence[ImageInput], label: bool = True) -> list[Result]:
         """Inspect each image (path or RGB array); results come back in order, each box
         labelled with its registered defect type (see `add_defect_type`) unless `label` is
-        False (for a caller that embeds the boxes itself)."""
+        False (for a caller that embeds the boxes itself).
+
+        An image that cannot be read or used does not stop the others: its result has the
+        `error` (naming it) and the verdict "ERROR".
+        """
         self._require_fitted()
-        _, arrays = _arrays(images)
-        results = []
-        for image, scores in zip(images, self.method.score(arrays), strict=True):
-            results.append(self._result(scores, image if isinstance(image, str | Path) else None))
+        images = _listed(images)
+        results: list[Result | None] = [None] * len(images)
+        usable: list[tuple[int, np.ndarray]] = []
+        for index, image in enumerate(images):
+            path = str(image) if isinstance(image, str | Path) else None
+            try:
+                usable.append((index, as_rgb_array(image, _name(image, index))))
+            except ImageError as error:
+                results[index] = Result.failed(str(error), path)
+        arrays = [array for _, array in usable]
+        scored = [
+            self._result(scores, images[index] if isinstance(images[index], str | Path) else None)
+            for (index, _), scores in zip(
+                usable, self.method.score(arrays) if arrays else [], strict=True
+            )
+        ]
         if label:
-            self.defect_types.label(arrays, results)
-        return results
+            self.defect_types.label(arrays, scored)
+        for (index, _), result in zip(usable, scored, strict=True):
+            results[index] = result
+        return results  # type: ignore[return-value]
 
     def add_defect_type(
         self,
@@ -224,6 +257,7 @@ class Detector:
         Each image's defect is its mask, else its boxes, else the strongest region the
         detector finds; an ImageError names an image where no region can be found.
         """
+        images = _listed(images)
         if not images:
             raise DefectTypeError(f"defect type {name!r} needs at least one example image")
         names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
@@ -325,6 +359,17 @@ def _arrays(
     """The name (given, else see `_name`) and RGB array of each image."""
     names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
     return names, [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+
+
+def _listed(images: Any) -> list[ImageInput]:
+    """`images` as a list: any iterable of images (a generator, a batch array) is accepted;
+    a single path, image or anything else is refused with a TypeError saying so."""
+    if isinstance(images, str | Path) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        raise TypeError("images must be a list of images (paths or arrays), not a single one")
+    try:
+        return list(images)
+    except TypeError:
+        raise TypeError(f"images must be a list of paths or arrays, got {images!r}") from None
 
 
 def _name(image: ImageInput, index: int) -> str:

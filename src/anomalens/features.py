@@ -2,6 +2,7 @@
 
 import hashlib
 import numbers
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from anomalens.backbones import Backbone, load_backbone
 from anomalens.errors import ConfigError
+from anomalens.validation import integer
 
 NATIVE = "native"
 """Resolution setting that keeps each image at its own pixel size (full resolution)."""
@@ -24,6 +26,9 @@ MAX_NATIVE_PIXELS = 1024 * 1024
 backbone's memory per image; at a resolution in pixels, images so elongated that their shorter
 side at that resolution would make them larger than this and than a square of the resolution
 are scaled down to the larger of the two (their long side capped)."""
+
+MAX_RESOLUTION = 4096
+"""Largest `resolution` accepted: a square image at it is 16.8 megapixels."""
 
 Resolution = int | str
 """Pixels of the shorter side, or NATIVE."""
@@ -119,12 +124,22 @@ class FeatureExtractor:
         if resolution == NATIVE and not keep_aspect:
             raise ConfigError("native resolution keeps each image's shape: it needs keep_aspect")
         if resolution != NATIVE and not (
-            isinstance(resolution, numbers.Integral) and resolution > 0
+            isinstance(resolution, numbers.Integral)
+            and not isinstance(resolution, bool)
+            and 0 < resolution <= MAX_RESOLUTION
         ):
-            raise ConfigError(f"resolution must be a positive number of pixels or {NATIVE!r}")
+            raise ConfigError(
+                f"resolution must be a number of pixels from 1 to {MAX_RESOLUTION} or "
+                f"{NATIVE!r}, got {resolution!r}"
+            )
+        if weights is not None and not isinstance(weights, str | os.PathLike):
+            raise ConfigError(f"weights must be a path or None, got {weights!r}")
+        integer("batch_size", batch_size, minimum=1)
+        if tile is not None:
+            integer("tile", tile, minimum=1, maximum=MAX_RESOLUTION)
         self.backbone_name = backbone
         self.resolution = resolution
-        self.weights = weights
+        self.weights = None if weights is None else os.fspath(weights)
         self.keep_aspect = keep_aspect
         self.batch_size = batch_size
         self.tile = tile

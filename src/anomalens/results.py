@@ -44,6 +44,8 @@ class Result:
         boxes: anomalous regions, strongest first.
         is_anomalous: whether the score is above the detector's image threshold.
         path: the image's file, when it came from one.
+        error: why the image could not be inspected (then the score is NaN, the map and mask
+            are empty, there are no boxes and the verdict is "ERROR"); None when it was.
     """
 
     score: float
@@ -52,14 +54,32 @@ class Result:
     boxes: list[Box] = field(default_factory=list)
     is_anomalous: bool = False
     path: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str, path: str | None = None) -> "Result":
+        """The result of an image that could not be inspected, saying why."""
+        empty = np.zeros((0, 0), dtype=np.float32)
+        return cls(float("nan"), empty, empty.astype(bool), path=path, error=error)
 
     @property
     def verdict(self) -> str:
-        """ "NG" for an anomalous image, "OK" otherwise."""
+        """ "NG" for an anomalous image, "OK" otherwise, "ERROR" for one not inspected."""
+        if self.error is not None:
+            return "ERROR"
         return "NG" if self.is_anomalous else "OK"
 
     def to_dict(self) -> dict[str, Any]:
-        """Path, score, verdict and boxes as JSON-serialisable values."""
+        """Path, score, verdict and boxes as JSON-serialisable values (and the error of an
+        image not inspected, whose score is None)."""
+        if self.error is not None:
+            return {
+                "path": self.path,
+                "score": None,
+                "verdict": "ERROR",
+                "boxes": [],
+                "error": self.error,
+            }
         return {
             "path": self.path,
             "score": float(self.score),

@@ -4,10 +4,22 @@ import argparse
 import ipaddress
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from anomalens.cli.options import add_runtime_options
 from anomalens.errors import ConfigError
 from anomalens.runtime import set_defaults
+from anomalens.service.limits import FILES_AT_THE_LIMIT
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from anomalens.service.jobs import FitJobs
+
+MAX_CONNECTIONS = 256
+"""Connections served at once; more are answered 503, so that slow clients cannot take every
+file descriptor."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,22 +50,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-upload-mb",
         type=float,
         default=25,
-        help="largest accepted file, in MiB (default: %(default)s)",
+        help=f"largest accepted file, in MiB (default: %(default)s; a request takes up to "
+        f"{FILES_AT_THE_LIMIT} of them)",
     )
     parser.add_argument(
         "--max-pixels",
         type=int,
         default=40_000_000,
-        help="largest accepted image, in pixels (default: %(default)s)",
+        help="largest accepted image, in pixels (default: %(default)s, lowered to what the "
+        "machine's memory allows)",
     )
     add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted."""
-    import uvicorn
-
+    """Serve until interrupted: a SIGTERM (or Ctrl-C) lets the running fit finish and keeps the
+    queued ones recorded for the next start; a second one stops at once, the running fit
+    recorded too."""
     from anomalens.service import Limits, create_app
     from anomalens.service.limits import MEBIBYTE
     from anomalens.service.origin import LOOPBACK_NAMES, host_name
@@ -67,21 +81,45 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-pixels must be positive")
     set_defaults(args.runtime, args.device)  # every model the server loads runs there
-    file_bytes = int(args.max_upload_mb * MEBIBYTE)
-    limits = Limits(  # a request can always carry one file and one image at the limits
-        max_file_bytes=file_bytes,
-        max_request_bytes=max(Limits.max_request_bytes, file_bytes),
-        max_pixels=args.max_pixels,
-        max_request_pixels=max(Limits.max_request_pixels, args.max_pixels),
-    )
+    limits = Limits.for_machine(int(args.max_upload_mb * MEBIBYTE), args.max_pixels)
+    if limits.max_pixels < args.max_pixels:
+        print(
+            f"warning: --max-pixels lowered to {limits.max_pixels}, what this machine's memory "
+            "allows",
+            file=sys.stderr,
+        )
     hosts = LOOPBACK_NAMES | {host_name(args.host)} if is_loopback(args.host) else None
     try:
         app = create_app(args.models, limits, hosts)
     except OSError as error:
         problem = error.strerror or str(error)
         raise ConfigError(f"--models {args.models}: cannot use this folder ({problem})") from None
-    uvicorn.run(app, host=args.host, port=args.port)
+    config = uvicorn_config(app, args.host, args.port)
+    stopping_server(config, app.state.jobs).run()
     return 0
+
+
+def uvicorn_config(app: object, host: str, port: int) -> "uvicorn.Config":
+    """The server's settings: at most MAX_CONNECTIONS at once."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, limit_concurrency=MAX_CONNECTIONS)
+
+
+def stopping_server(config: "uvicorn.Config", jobs: "FitJobs") -> "uvicorn.Server":
+    """A uvicorn server on which a second SIGTERM or SIGINT stops at once: open connections
+    are closed and the running fit is abandoned (`FitJobs.abandon`; it is recorded and runs
+    again at the next start) instead of waited for."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit:
+                self.force_exit = True
+                jobs.abandon()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def is_loopback(host: str) -> bool:

@@ -12,8 +12,10 @@ from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
 from anomalens.methods.base import PatchScores, top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
+from anomalens.validation import ArraySpec, flag, integer, number
 
 DENSITY_CORRECTIONS = (None, "subtract", "divide")
+MAX_COSINE_DISTANCE = 2.0
 DENSITY_FLOOR = 1e-3
 """Added to the bank spacing before dividing by it, so that duplicated patches do not blow up."""
 POSITION_FLOOR = 0.1
@@ -81,12 +83,16 @@ class AnomalyDINO(MemoryBankMethod):
         batch_size: int = 8,
         tile: int | None = None,
     ):
-        if not 0 < rotation_step < 360 or 360 % rotation_step:
+        if not 0 < integer("rotation_step", rotation_step) < 360 or 360 % rotation_step:
             raise ConfigError(f"rotation_step must divide 360 degrees, got {rotation_step}")
         if density not in DENSITY_CORRECTIONS:
             raise ConfigError(f"density must be one of {DENSITY_CORRECTIONS}, got {density!r}")
         if masking != "auto" and not isinstance(masking, bool):
             raise ConfigError(f"masking must be True, False or 'auto', got {masking!r}")
+        flag("keep_aspect", keep_aspect), flag("rotation", rotation)
+        flag("position_statistics", position_statistics)
+        number("top_fraction", top_fraction, maximum=1, above=0)
+        integer("min_top_patches", min_top_patches, minimum=1)
         super().__init__(approximate)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect, batch_size, tile
@@ -209,6 +215,20 @@ class AnomalyDINO(MemoryBankMethod):
         if self.position_mean is not None:
             extra["position_mean"] = self.position_mean
         return {**super().state(), "use_mask": np.array([self.use_mask]), **extra}
+
+    def score_bounds(self) -> tuple[float, float]:
+        highest = MAX_COSINE_DISTANCE / (DENSITY_FLOOR if self.density == "divide" else 1.0)
+        if self.position_mean is not None:
+            highest /= float(self.position_mean.min())
+        return highest, highest
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            **super().state_spec(),
+            "use_mask": ArraySpec((1,), "bool"),
+            "bank_spacing": ArraySpec(("rows",), "float32", required=bool(self.density)),
+            "position_mean": ArraySpec((None, None), "float32", required=False),
+        }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         super().load_state(arrays)

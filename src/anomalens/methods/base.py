@@ -1,10 +1,13 @@
 """The contract every anomaly detection method fulfils."""
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from anomalens.validation import ArraySpec
 
 
 @dataclass
@@ -53,6 +56,16 @@ class Method(ABC):
     @abstractmethod
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `state()` returned."""
+
+    @abstractmethod
+    def state_spec(self) -> dict[str, ArraySpec]:
+        """The arrays `state()` returns for this configuration: names, shapes and dtypes, which
+        a loaded model's arrays are checked against before `load_state`."""
+
+    def score_bounds(self) -> tuple[float, float]:
+        """(highest image score, highest patch score) the fitted method can give, inf when
+        unbounded; calibration refuses thresholds above them."""
+        return math.inf, math.inf
 
     def fit_with_holdout(
         self, images: list[np.ndarray], progress: bool = False

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from anomalens.calibration import log_scores
+from anomalens.calibration import check_spread, log_scores
 from anomalens.errors import ConfigError
 from anomalens.features import NATIVE, resized
 from anomalens.methods.base import Method, PatchScores, prefixed, quadrants
+from anomalens.validation import ArraySpec, integer, prefixed_specs
 
 COARSE_MEMBER: dict[str, Any] = {"method": "anomalydino"}
 """AnomalyDINO at its defaults: 320 px, levels s16 + s32_early, 8 rotations, top-1% image score;
@@ -93,6 +94,7 @@ class Ensemble(Method):
             raise ConfigError(
                 f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}"
             )
+        integer("seed", seed)
         configs = DEFAULT_MEMBERS if members is None else members
         if isinstance(configs, str | Mapping) or not configs:
             raise ConfigError(f"members must be a non-empty list of method configs, got {members}")
@@ -149,6 +151,9 @@ class Ensemble(Method):
         """Fit every member with its held-out scores, set each member's normalisation from them,
         and return their combination, normalised like `score`'s."""
         held_out = [member.fit_with_holdout(images, progress) for member in self.members]
+        for index, (member, scores) in enumerate(zip(self.members, held_out, strict=True)):
+            # normalising by its own held-out scores would hide a member's degenerate ones
+            check_spread([s.image_score for s in scores], f"member {index} ({member.name})")
         logs = [log_scores([s.image_score for s in h]) for h in held_out]
         self.image_log_mean = np.array([values.mean() for values in logs])
         self.image_log_std = np.array([max(values.std(ddof=1), MIN_LOG_STD) for values in logs])
@@ -175,6 +180,25 @@ class Ensemble(Method):
         self.map_scale = arrays["map_scale"]
         for index, member in enumerate(self.members):
             member.load_state(prefixed(arrays, f"member{index}."))
+
+    def score_bounds(self) -> tuple[float, float]:
+        bounds = np.array([member.score_bounds() for member in self.members])
+        with np.errstate(divide="ignore"):
+            logs = np.log(bounds[:, 0]) - self.image_log_mean
+        if self.normalization == "z":
+            logs = logs / self.image_log_std
+        # a mean of the members is at most their max, so the max bounds both combinations
+        return float(np.exp(logs.max())), float((bounds[:, 1] / self.map_scale).max())
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        count = len(self.members)
+        specs = {
+            name: ArraySpec((count,), "float64")
+            for name in ("image_log_mean", "image_log_std", "map_scale")
+        }
+        for index, member in enumerate(self.members):
+            specs |= prefixed_specs(member.state_spec(), f"member{index}.")
+        return specs
 
     def _combined(self, parts: tuple[PatchScores, ...]) -> PatchScores:
         """One image's member scores, normalised, on the finest member's grid, combined."""

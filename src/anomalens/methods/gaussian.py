@@ -14,6 +14,7 @@ from sklearn.covariance import LedoitWolf
 
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.methods.base import Method, PatchScores
+from anomalens.validation import ArraySpec
 
 
 class ImageGaussian(Method):
@@ -74,6 +75,12 @@ class ImageGaussian(Method):
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.mean, self.precision = arrays["mean"], arrays["precision"]
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "mean": ArraySpec(("features",), "float64"),
+            "precision": ArraySpec(("features", "features"), "float64"),
+        }
 
     def _pooled(self, images: list[np.ndarray], progress: bool = False) -> np.ndarray:
         """(n, 2C) mean and standard deviation over positions of each image's features."""

@@ -9,6 +9,7 @@ from tqdm import tqdm
 from anomalens.memory.knn import NearestNeighbours
 from anomalens.methods.base import Method, PatchScores
 from anomalens.progress import spinner
+from anomalens.validation import ArraySpec, choice
 
 
 @dataclass
@@ -30,7 +31,7 @@ class MemoryBankMethod(Method):
     metric: str
 
     def __init__(self, approximate: bool | None) -> None:
-        self.approximate = approximate
+        self.approximate = choice("approximate", approximate, (None, True, False))
         self.neighbours = NearestNeighbours(self.metric, approximate)
 
     @abstractmethod
@@ -103,6 +104,15 @@ class MemoryBankMethod(Method):
     def state(self) -> dict[str, np.ndarray]:
         found = self.neighbours
         return {"bank": found.bank, "owners": found.owners, "lists": found.lists}
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "bank": ArraySpec(("rows", "dim"), "float32"),
+            "owners": ArraySpec(("rows",), "int64"),
+            "centroids": ArraySpec(("lists", "dim"), "float32", required=False),
+            "codebook": ArraySpec((None,), "float32", required=False),
+            "lists": ArraySpec((None,), "uint8", required=False),
+        }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.neighbours.restore(

@@ -12,6 +12,7 @@ import torch
 
 from anomalens.features import FeatureExtractor, FeatureMaps, stack_levels
 from anomalens.methods.base import Method, PatchScores
+from anomalens.validation import ArraySpec, integer
 
 REGULARISATION = 0.01
 INVERSE_CHUNK = 256
@@ -43,6 +44,8 @@ class PaDiM(Method):
         seed: int = 0,
         batch_size: int = 8,
     ):
+        integer("channels", channels, minimum=1)
+        integer("seed", seed)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect=False, batch_size=batch_size
         )
@@ -103,6 +106,13 @@ class PaDiM(Method):
             arrays["mean"],
             arrays["precision"],
         )
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            "subset": ArraySpec(("depth",), "int64"),
+            "mean": ArraySpec(("positions", "depth"), "float32"),
+            "precision": ArraySpec(("positions", "depth", "depth"), "float32"),
+        }
 
     def _subset_features(self, maps: list[FeatureMaps]) -> np.ndarray:
         """(N, h, w, d) features of the images' maps on the random channel subset."""

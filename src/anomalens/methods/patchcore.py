@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from anomalens.features import FeatureExtractor, finest_size, resized
 from anomalens.memory.coreset import greedy_coreset
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
+from anomalens.validation import integer, number
 
 MAX_DIMENSION = 1024
 
@@ -52,6 +53,11 @@ class PatchCore(MemoryBankMethod):
         seed: int = 0,
         batch_size: int = 8,
     ):
+        if dimension is not None:
+            integer("dimension", dimension, 1, MAX_DIMENSION)
+        number("coreset_ratio", coreset_ratio, maximum=1, above=0)
+        integer("reweight_neighbours", reweight_neighbours, minimum=1)
+        integer("seed", seed)
         super().__init__(approximate)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect=True, batch_size=batch_size

@@ -70,7 +70,13 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=limits.max_request_bytes,
+        timeout=limits.body_timeout,
+        min_rate=limits.min_body_rate,
+    )
+    app.state.jobs = jobs  # for `anomalens serve`, which stops them on a second SIGTERM
     app.add_middleware(SameOriginOnly, hosts=hosts)
     app.add_exception_handler(AnomalensError, _error_response)
     app.include_router(_model_routes(store, jobs, limits))

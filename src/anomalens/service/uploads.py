@@ -3,6 +3,7 @@
 import hashlib
 import io
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -61,10 +62,23 @@ def read_images(
             f"the {what} uploaded hold {total} pixels together, over the server's limit of "
             f"{limits.max_request_pixels} per request"
         )
-    return [
-        UploadedImage(name, hashlib.sha256(data).hexdigest(), decode(name, data))
-        for name, data in contents
-    ]
+    with _decoding(limits.max_decoding):
+        return [
+            UploadedImage(name, hashlib.sha256(data).hexdigest(), decode(name, data))
+            for name, data in contents
+        ]
+
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _decoding(requests: int) -> threading.BoundedSemaphore:
+    """The turn to decode a request's images, shared by at most `requests` at once (the
+    limits' `max_decoding`), so that decoded images stay within the memory they were sized for;
+    no model lock is held meanwhile."""
+    with _slots_lock:
+        return _slots.setdefault(requests, threading.BoundedSemaphore(requests))
 
 
 def relative_name(filename: str | None) -> str:

@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from anomalens.errors import ConfigError
+from anomalens.features import MAX_RESOLUTION
 from anomalens.methods.autoencoder.model import DOWNSAMPLING, ConvAutoencoder
 from anomalens.methods.autoencoder.residual import RESIDUALS
 from anomalens.methods.autoencoder.training import TrainingHistory, train
 from anomalens.methods.base import Method, PatchScores, top_fraction_mean
+from anomalens.validation import ArraySpec, flag, integer, number
 
 
 class AutoencoderMethod(Method):
@@ -48,10 +50,16 @@ class AutoencoderMethod(Method):
         augment: bool = True,
         seed: int = 0,
     ):
+        resolution = integer("resolution", resolution, maximum=MAX_RESOLUTION)
         if resolution < DOWNSAMPLING or resolution % DOWNSAMPLING:
             raise ConfigError(f"resolution must be a multiple of {DOWNSAMPLING}, got {resolution}")
         if residual not in RESIDUALS:
             raise ConfigError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
+        flag("variational", variational), flag("augment", augment)
+        integer("width", width, minimum=1), integer("latent_channels", latent_channels, minimum=1)
+        integer("epochs", epochs, minimum=1), integer("batch_size", batch_size, minimum=1)
+        integer("patience", patience, minimum=1), integer("seed", seed)
+        number("learning_rate", learning_rate, above=0)
         self.resolution = resolution
         self.variational = variational
         self.residual = residual
@@ -144,6 +152,12 @@ class AutoencoderMethod(Method):
         network = ConvAutoencoder(self.width, self.latent_channels, self.variational)
         network.load_state_dict({name: torch.from_numpy(value) for name, value in arrays.items()})
         self.network = network.eval()
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        return {
+            name: ArraySpec(tuple(value.shape), str(value.numpy().dtype))
+            for name, value in self.network.state_dict().items()
+        }
 
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
         """(N, 3, S, S) float tensor in [0, 1] of RGB uint8 `images` resized to the resolution."""

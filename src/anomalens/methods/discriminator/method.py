@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from anomalens.errors import ConfigError
 from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.base import Method, PatchScores, prefixed, top_fraction_mean
 from anomalens.methods.discriminator.model import PatchDiscriminator
 from anomalens.methods.discriminator.synthesis import random_defect
 from anomalens.methods.discriminator.training import TrainingPatches, train
 from anomalens.methods.memory_bank import PatchGrid
+from anomalens.validation import ArraySpec, integer, number, prefixed_specs
 
 DEFECT_COVERAGE = 0.5
 """A patch of a synthetic-defect image is a negative when the defect covers more than this
@@ -83,8 +83,13 @@ class Discriminator(Method):
         batch_size: int = 8,
         seed: int = 0,
     ):
-        if not 0 <= knn_weight <= 1:
-            raise ConfigError(f"knn_weight must be in [0, 1], got {knn_weight}")
+        number("knn_weight", knn_weight, 0, 1)
+        number("top_fraction", top_fraction, 0, 1)
+        number("noise_std", noise_std, minimum=0)
+        number("learning_rate", learning_rate, above=0)
+        integer("defects_per_image", defects_per_image, minimum=0)
+        integer("hidden", hidden, minimum=1), integer("steps", steps, minimum=1)
+        integer("step_patches", step_patches, minimum=1), integer("seed", seed)
         self.knn = AnomalyDINO(
             backbone=backbone,
             resolution=resolution,
@@ -190,6 +195,25 @@ class Discriminator(Method):
             self.networks.append(network.eval())
         if self.knn_weight:
             self.knn.load_state(prefixed(arrays, KNN_PREFIX))
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        specs: dict[str, ArraySpec] = {}
+        one, two = (PatchDiscriminator(channels, self.hidden).state_dict() for channels in (1, 2))
+        for index in range(HOLDOUT_FOLDS):  # one head, or one per fold
+            specs |= {
+                HEAD_PREFIX.format(index) + key: ArraySpec(
+                    tuple(  # the sides that follow the features' channels
+                        "channels" if a != b else a
+                        for a, b in zip(value.shape, two[key].shape, strict=True)
+                    ),
+                    str(value.numpy().dtype),
+                    required=index == 0,
+                )
+                for key, value in one.items()
+            }
+        if self.knn_weight:
+            specs |= prefixed_specs(self.knn.state_spec(), KNN_PREFIX)
+        return specs
 
     def training_patches(
         self, images: list[np.ndarray], progress: bool = False
