@@ -80,7 +80,9 @@ def mutual_scores(
             for block in _blocks(range(i + 1, count), sizes):
                 others = torch.cat([tensors[j] for j in block])
                 similarity = tensors[i] @ others.T
-                for j, part in zip(block, similarity.split([sizes[j] for j in block], 1)):
+                for j, part in zip(
+                    block, similarity.split([sizes[j] for j in block], 1), strict=True
+                ):
                     if part.numel():
                         nearest[i][:, j] = 1.0 - part.amax(dim=1)
                         nearest[j][:, i] = 1.0 - part.amax(dim=0)
