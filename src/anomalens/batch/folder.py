@@ -66,8 +66,11 @@ class PredictionFolder:
                 raise AnomalensError(
                     f"{path}: the output folder must not be, hold or lie inside {folder}"
                 )
-        _recover(path)
-        self.work = self._open()
+        try:
+            _recover(path)
+            self.work = self._open()
+        except OSError as error:
+            raise AnomalensError(f"{path}: cannot use the output folder ({error})") from None
         self.records = _read_log(self.work / LOG)
         try:
             self._log = open(self.work / LOG, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
@@ -158,9 +161,12 @@ class PredictionFolder:
             raise AnomalensError(f"{path}: exists and is not a folder")
         if not path.exists() or not any(path.iterdir()):
             return self._start(path)
+        staging = staging_folder(path)
         if _prediction_key(path) == self.key:
+            if staging.exists():  # a replacement abandoned for this prediction
+                _prediction_key(staging)  # refuses a folder predict did not write
+                shutil.rmtree(staging)
             return path
-        staging = _sibling(path, "predicting")
         if staging.exists():
             if _prediction_key(staging) == self.key:
                 return staging
@@ -176,6 +182,11 @@ class PredictionFolder:
                 f"{self.path}: cannot write the output folder ({error.strerror or error})"
             ) from None
         return folder
+
+
+def staging_folder(path: Path) -> Path:
+    """Where a prediction replacing the one at `path` is written until it is complete."""
+    return _sibling(path, "predicting")
 
 
 def fingerprint(folder: Path) -> str:

@@ -78,7 +78,7 @@ def inspect(detector: Detector, items: Sequence[Item]) -> list[Outcome]:
         return outcomes
     try:
         results = detector.predict([image for _, image in loaded])
-    except AnomalensError:
+    except Exception:  # find the image at fault: each is predicted alone and reports its own
         return outcomes + [outcome for pair in loaded for outcome in inspect_one(detector, *pair)]
     names = detector.defect_types.names
     threshold = detector.thresholds["pixel"].value

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from anomalens.batch.folder import PredictionFolder, fingerprint
+from anomalens.batch.folder import PredictionFolder, fingerprint, staging_folder
 from anomalens.batch.local import BATCH, LocalEngine, ZeroShotEngine
 from anomalens.batch.outcomes import Outcome
 from anomalens.batch.sources import discover, is_uri
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     """Inspect every input; a bad file is reported and the rest go on; exit 1 if any failed."""
     if args.batch_size < 1:
         raise AnomalensError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.engine != "ray" and (args.address or args.workers):
+        raise AnomalensError("--address and --workers are options of --engine ray")
     inputs = [str(Path(i).absolute()) if not is_uri(i) else i for i in args.inputs]
     if args.zero_shot:
         if args.engine != "local":
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             **detector_params(args.param),
         )
         key = {"zero_shot": {**detector.config(), "refit": args.refit}, "inputs": inputs}
-        folder = PredictionFolder(args.output, key)
+        protected = []
     else:
         if any([args.method, args.backbone, args.resolution, args.param, args.refit]):
             raise AnomalensError(
@@ -115,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         load = model_loader(args)
         detector = load()
         key = {"model": fingerprint(model), "inputs": inputs}
-        folder = PredictionFolder(args.output, key, protected=[model])
-    items, skipped = discover(inputs, [folder.path, folder.work])
+        protected = [model]
+    items, skipped = discover(inputs, [args.output, staging_folder(args.output)])
+    folder = PredictionFolder(args.output, key, protected)
     pending = folder.pending(items)
     if folder.resumed:
         print(f"resuming {args.output}: {folder.resumed} images already inspected")
