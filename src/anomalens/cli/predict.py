@@ -93,31 +93,23 @@ def run(args: argparse.Namespace) -> int:
         raise AnomalensError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.engine != "ray" and (args.address or args.workers):
         raise AnomalensError("--address and --workers are options of --engine ray")
+    if not args.zero_shot and any([args.method, args.backbone, args.resolution, args.param]):
+        raise AnomalensError(
+            "--method, --backbone, --resolution and --param set up a --zero-shot detector; a "
+            "model folder brings its own settings"
+        )
+    if not args.zero_shot and args.refit:
+        raise AnomalensError("--refit picks references from a --zero-shot batch")
     inputs = [str(Path(i).absolute()) if not is_uri(i) else i for i in args.inputs]
     if args.zero_shot:
-        if args.engine != "local":
-            raise AnomalensError("--zero-shot scores one batch in this process: use --engine local")
-        detector = Detector(
-            method=args.method or ZERO_SHOT_METHOD,
-            backbone=args.backbone,
-            resolution=args.resolution,
-            **detector_params(args.param),
-        )
-        key = {"zero_shot": {**detector.config(), "refit": args.refit}, "inputs": inputs}
-        protected = []
+        detector, key, protected = zero_shot_detector(args, inputs)
     else:
-        if any([args.method, args.backbone, args.resolution, args.param, args.refit]):
-            raise AnomalensError(
-                "--method, --backbone, --resolution, --param and --refit set up a --zero-shot "
-                "detector; a model folder brings its own settings"
-            )
         if len(inputs) < 2:
             raise AnomalensError("give the model folder and at least one input")
         model, inputs = Path(args.inputs[0]), inputs[1:]
         load = model_loader(args)
         detector = load()
-        key = {"model": fingerprint(model), "inputs": inputs}
-        protected = [model]
+        key, protected = {"model": fingerprint(model), "inputs": inputs}, [model]
     items, skipped = discover(inputs, [args.output, staging_folder(args.output)])
     folder = PredictionFolder(args.output, key, protected)
     pending = folder.pending(items)
@@ -152,6 +144,22 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
     return 1 if errors or not items else 0
+
+
+def zero_shot_detector(
+    args: argparse.Namespace, inputs: list[str]
+) -> tuple[Detector, dict, list[Path]]:
+    """The unfitted detector whose features a --zero-shot batch is scored with, the key its
+    prediction is resumed by, and the folders the output must keep off (none)."""
+    if args.engine != "local":
+        raise AnomalensError("--zero-shot scores one batch in this process: use --engine local")
+    detector = Detector(
+        method=args.method or ZERO_SHOT_METHOD,
+        backbone=args.backbone,
+        resolution=args.resolution,
+        **detector_params(args.param),
+    )
+    return detector, {"zero_shot": {**detector.config(), "refit": args.refit}, "inputs": inputs}, []
 
 
 def write(folder: PredictionFolder, outcomes: Iterator[Outcome], total: int) -> None:
