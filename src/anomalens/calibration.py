@@ -132,7 +132,29 @@ def outliers(scores: np.ndarray, z: float = OUTLIER_Z) -> list[int]:
     logs = log_scores(scores)
     if logs.size < 4:
         return []
-    median = np.median(logs)
-    deviation = 1.4826 * np.median(np.abs(logs - median))
-    deviation = max(deviation, MIN_SPREAD * max(abs(median), 1e-3))
+    median, deviation = robust_location(logs)
     return [int(i) for i in np.flatnonzero((logs - median) / deviation > z)]
+
+
+def robust_location(logs: np.ndarray) -> tuple[float, float]:
+    """Median and robust standard deviation (1.4826 median absolute deviation, floored at
+    MIN_SPREAD of the median's magnitude) of log scores: both ignore up to half the values."""
+    median = float(np.median(logs))
+    deviation = 1.4826 * float(np.median(np.abs(logs - median)))
+    return median, max(deviation, MIN_SPREAD * max(abs(median), 1e-3))
+
+
+def robust_bound(scores: np.ndarray, max_false_alarm: float) -> Threshold:
+    """Threshold from scores of which an unknown minority is anomalous: the log-normal quantile
+    exceeded with probability `max_false_alarm`, from the median and robust spread of the log
+    scores (a zero-shot batch's own scores, which hold its defects too)."""
+    logs = log_scores(scores)
+    if logs.size < 2:
+        raise ValueError("a threshold needs at least two scores")
+    median, deviation = robust_location(logs)
+    return Threshold(
+        value=math.exp(median + float(special.ndtri(1.0 - max_false_alarm)) * deviation),
+        method="robust log-normal bound of the batch's own scores (median, MAD)",
+        samples=int(logs.size),
+        max_false_alarm=max_false_alarm,
+    )

@@ -83,6 +83,7 @@ class Detector:
         self.reference_outliers: list[str] = []
         self.held_out_scores: list[float] = []
         self.held_out_map_maxima: list[float] = []
+        self.batch_thresholds: dict[str, Threshold] = {}
         self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
@@ -230,6 +231,56 @@ class Detector:
             results[index] = result
         return results  # type: ignore[return-value]
 
+    def predict_batch(
+        self,
+        images: Sequence[ImageInput],
+        zero_shot: bool = False,
+        refit: int = 0,
+        progress: bool = False,
+    ) -> list[Result]:
+        """Inspect a batch of images (paths or RGB arrays); results come back in order.
+
+        Without `zero_shot` this is `predict`. With it, no fit is needed: every image is scored
+        against the other images of the batch (`anomalens.batch.zero_shot`, with the features
+        of this detector's method) and judged by thresholds set from the batch's own image
+        scores and map maxima (`calibration.robust_bound` at `max_false_alarm`), kept in
+        `batch_thresholds`. With `refit` K, the K lowest-scoring images judged OK become this
+        detector's references (a normal `fit`), and the batch is predicted by that model.
+        """
+        if not zero_shot:
+            if refit:
+                raise ConfigError("refit picks references from a zero-shot batch: set zero_shot")
+            return self.predict(images)
+        from anomalens.batch.zero_shot import zero_shot_scores
+
+        names, arrays = _arrays(images)
+        scores = zero_shot_scores(self.method, arrays, progress=progress)
+        maps = [self._map(patch_scores) for patch_scores in scores]
+        image_scores = np.array([patch_scores.image_score for patch_scores in scores])
+        self.batch_thresholds = {
+            "image": calibration.robust_bound(image_scores, self.max_false_alarm),
+            "pixel": calibration.robust_bound(
+                np.array([m.max() for m in maps]), self.max_false_alarm
+            ),
+        }
+        paths = [image if isinstance(image, str | Path) else None for image in images]
+        results = [
+            self._result(patch_scores, path, self.batch_thresholds, pixel_map)
+            for patch_scores, path, pixel_map in zip(scores, paths, maps, strict=True)
+        ]
+        if refit:
+            good = [i for i in np.argsort(image_scores) if not results[i].is_anomalous][:refit]
+            if not good:
+                raise ConfigError("refit: no image of the batch was judged OK")
+            self.fit([arrays[i] for i in good], progress, names=[names[i] for i in good])
+            self.batch_thresholds = dict(self.thresholds)
+            results = self.predict(arrays)
+            for result, path in zip(results, paths, strict=True):
+                result.path = None if path is None else str(path)
+            return results
+        self.defect_types.label(arrays, results)
+        return results
+
     def add_defect_type(
         self,
         name: str,
@@ -322,15 +373,22 @@ class Detector:
     def _map(self, scores: PatchScores) -> np.ndarray:
         return anomaly_map(scores.grid, scores.extent, scores.image_size, self.smoothing_sigma)
 
-    def _result(self, scores: PatchScores, path: str | Path | None) -> Result:
-        pixel_map = self._map(scores)
-        mask = pixel_map >= self.thresholds["pixel"].value
+    def _result(
+        self,
+        scores: PatchScores,
+        path: str | Path | None,
+        thresholds: dict[str, Threshold] | None = None,
+        pixel_map: np.ndarray | None = None,
+    ) -> Result:
+        thresholds = thresholds or self.thresholds
+        pixel_map = self._map(scores) if pixel_map is None else pixel_map
+        mask = pixel_map >= thresholds["pixel"].value
         return Result(
             score=scores.image_score,
             anomaly_map=pixel_map,
             mask=mask,
             boxes=find_boxes(pixel_map, mask, self.min_region_area),
-            is_anomalous=scores.image_score >= self.thresholds["image"].value,
+            is_anomalous=scores.image_score >= thresholds["image"].value,
             path=None if path is None else str(path),
         )
 

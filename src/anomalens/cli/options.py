@@ -142,15 +142,20 @@ class ImageFiles:
 
     def summary(self) -> list[str]:
         """One line per reason: how many paths were skipped for it, and the first few."""
-        by_reason: dict[str, list[Path]] = defaultdict(list)
-        for skipped in self.skipped:
-            by_reason[skipped.reason].append(skipped.path)
-        lines = []
-        for reason, paths in by_reason.items():
-            shown = ", ".join(str(path) for path in paths[:SHOWN])
-            more = f" and {len(paths) - SHOWN} more" if len(paths) > SHOWN else ""
-            lines.append(f"skipped {len(paths)}: {reason}: {shown}{more}")
-        return lines
+        return skipped_summary(self.skipped)
+
+
+def skipped_summary(skipped: list[Skipped]) -> list[str]:
+    """One line per reason: how many paths were skipped for it, and the first few."""
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    for passed in skipped:
+        by_reason[passed.reason].append(passed.path)
+    lines = []
+    for reason, paths in by_reason.items():
+        shown = ", ".join(str(path) for path in paths[:SHOWN])
+        more = f" and {len(paths) - SHOWN} more" if len(paths) > SHOWN else ""
+        lines.append(f"skipped {len(paths)}: {reason}: {shown}{more}")
+    return lines
 
 
 SHOWN = 3

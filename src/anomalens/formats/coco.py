@@ -1,6 +1,6 @@
 """Export results as COCO detections: one annotation per box, outlined by its mask region."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +29,67 @@ def coco_detections(
     8-connected region of the result mask as compressed RLE `segmentation` with its pixel `area`.
     Images also carry their anomaly `score` and `verdict`.
     """
-    names = list(dict.fromkeys([*defect_types, UNTYPED_CATEGORY]))
-    category_ids = {name: number for number, name in enumerate(names, start=1)}
-    images, annotations = [], []
-    for image_id, (result, path) in enumerate(zip(results, image_paths, strict=True), start=1):
-        height, width = result.mask.shape
-        images.append(
+    images = [
+        coco_image(result, path, defect_types)
+        for result, path in zip(results, image_paths, strict=True)
+    ]
+    return coco_document(images, defect_types)
+
+
+def coco_image(result: Result, path: str | Path, defect_types: Sequence[str]) -> dict[str, Any]:
+    """One image's part of a COCO document, without ids: `file_name`, size, `score`, `verdict`
+    and its `annotations`, each naming its `category` (a registered type or "anomaly"); what
+    `coco_document` numbers and assembles, so that each image can be encoded on its own."""
+    height, width = result.mask.shape
+    annotations = []
+    for box, region in zip(result.boxes, region_masks(result.mask, result.boxes), strict=True):
+        annotations.append(
             {
-                "id": image_id,
-                "file_name": str(path),
-                "width": width,
-                "height": height,
-                "score": float(result.score),
-                "verdict": result.verdict,
+                "category": box.defect_type
+                if box.defect_type in defect_types
+                else UNTYPED_CATEGORY,
+                "bbox": [box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0],
+                "area": box.area,
+                "score": float(box.score),
+                "iscrowd": 0,
+                "segmentation": rle_encode(region),
             }
         )
-        regions = region_masks(result.mask, result.boxes)
-        for box, region in zip(result.boxes, regions, strict=True):
-            category = box.defect_type if box.defect_type in category_ids else UNTYPED_CATEGORY
+    return {
+        "file_name": str(path),
+        "width": width,
+        "height": height,
+        "score": float(result.score),
+        "verdict": result.verdict,
+        "annotations": annotations,
+    }
+
+
+def coco_document(images: Iterable[dict[str, Any]], defect_types: Sequence[str]) -> dict[str, Any]:
+    """The COCO dict of images as `coco_image` returns them: images and annotations numbered
+    from 1, each annotation's category given by its id."""
+    names = list(dict.fromkeys([*defect_types, UNTYPED_CATEGORY]))
+    category_ids = {name: number for number, name in enumerate(names, start=1)}
+    document_images, annotations = [], []
+    for image_id, image in enumerate(images, start=1):
+        fields = {key: value for key, value in image.items() if key != "annotations"}
+        document_images.append({"id": image_id, **fields})
+        for annotation in image["annotations"]:
+            fields = {key: value for key, value in annotation.items() if key != "category"}
+            category_id = category_ids[annotation["category"]]
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": category_ids[category],
-                    "bbox": [box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0],
-                    "area": box.area,
-                    "score": float(box.score),
-                    "iscrowd": 0,
-                    "segmentation": rle_encode(region),
+                    "category_id": category_id,
+                    **fields,
                 }
             )
     categories = [
         {"id": number, "name": name, "supercategory": "defect"}
         for name, number in category_ids.items()
     ]
-    return {"images": images, "categories": categories, "annotations": annotations}
+    return {"images": document_images, "categories": categories, "annotations": annotations}
 
 
 def write_coco(

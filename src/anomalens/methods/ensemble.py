@@ -1,6 +1,7 @@
 """An ensemble of methods (backbones, levels, resolutions), each normalised by its own held-out
 reference scores so that members with different score scales weigh alike."""
 
+import copy
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -154,12 +155,25 @@ class Ensemble(Method):
         for index, (member, scores) in enumerate(zip(self.members, held_out, strict=True)):
             # normalising by its own held-out scores would hide a member's degenerate ones
             check_spread([s.image_score for s in scores], f"member {index} ({member.name})")
-        logs = [log_scores([s.image_score for s in h]) for h in held_out]
+        self._normalize_by(held_out)
+        return [self._combined(parts) for parts in zip(*held_out, strict=True)]
+
+    def combine_batch(self, member_scores: Sequence[Sequence[PatchScores]]) -> list[PatchScores]:
+        """Combine each member's scores of one batch of images (one list per member),
+        normalised by the batch's own scores as `fit_with_holdout` normalises by the held-out
+        ones: the zero-shot batch mode, whose images are their own references. This
+        ensemble's own normalisation is left as it is."""
+        scorer = copy.copy(self)
+        scorer._normalize_by(member_scores)
+        return [scorer._combined(parts) for parts in zip(*member_scores, strict=True)]
+
+    def _normalize_by(self, member_scores: Sequence[Sequence[PatchScores]]) -> None:
+        """Set each member's normalisation from its scores of normal (or mostly normal) images."""
+        logs = [log_scores([s.image_score for s in scores]) for scores in member_scores]
         self.image_log_mean = np.array([values.mean() for values in logs])
         self.image_log_std = np.array([max(values.std(ddof=1), MIN_LOG_STD) for values in logs])
-        maxima = [log_scores([s.grid.max() for s in h]) for h in held_out]
+        maxima = [log_scores([s.grid.max() for s in scores]) for scores in member_scores]
         self.map_scale = np.exp([values.mean() for values in maxima])
-        return [self._combined(parts) for parts in zip(*held_out, strict=True)]
 
     def score(self, images: list[np.ndarray]) -> list[PatchScores]:
         scores = [member.score(images) for member in self.members]
