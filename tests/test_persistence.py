@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from images import texture
 from safetensors.numpy import load_file, save_file
 
-from anomalens import Detector, features
+from anomalens import Detector
 from anomalens.backbones.weights import sha256
 from anomalens.cli import main
-from anomalens.errors import ModelFileError
+from anomalens.errors import MissingWeightsError, ModelFileError
 
 REFERENCES = [texture(seed) for seed in range(4)]
 
@@ -218,17 +219,11 @@ def test_arrays_that_do_not_match_the_methods_declaration_are_refused(model, edi
 
 def test_loading_never_asks_for_a_download(model, monkeypatch):
     edit_document(model, lambda d: d["config"]["method_params"].update(weights="download"))
-    asked = []
-    real = features.load_backbone
-
-    def recording(name, weights=None):
-        asked.append(weights)
-        return real(name, None)
-
-    monkeypatch.setattr(features, "load_backbone", recording)
-    loaded = Detector.load(model)
-    assert asked and "download" not in asked
-    assert loaded.config()["method_params"]["weights"] is None
+    downloads = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: downloads.append(a))
+    with pytest.raises(MissingWeightsError, match="download"):  # a path, not an instruction
+        Detector.load(model)
+    assert downloads == []
 
 
 def test_models_of_format_version_1_still_load(detector, model):

@@ -30,7 +30,6 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from anomalens import validation
-from anomalens.backbones.checkpoints import DOWNLOAD
 from anomalens.backbones.weights import sha256
 from anomalens.calibration import Threshold
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
@@ -136,7 +135,6 @@ def load_detector(path: Path) -> "Detector":
         arrays = {key: np.array(value) for key, value in load_file(str(arrays_path)).items()}
     except Exception as error:  # safetensors' errors for a damaged file
         raise ModelFileError(f"{arrays_path}: unreadable arrays ({error})") from None
-    document = _without_downloads(document)
     try:
         detector = Detector.from_config(document["config"])
         method_arrays = prefixed(arrays, "method.")
@@ -245,18 +243,6 @@ def _check_document(document: Any, version: int) -> None:
 def _type_specs(types: list[dict[str, Any]]) -> dict[str, ArraySpec]:
     """Each defect type's example embeddings: one row per source, one width for all."""
     return {t["name"]: ArraySpec((len(t["sources"]), "width"), "float32") for t in types}
-
-
-def _without_downloads(value: Any) -> Any:
-    """`value` with every `weights` setting of "download" replaced by None (search only)."""
-    if isinstance(value, dict):
-        return {
-            key: None if key == "weights" and item == DOWNLOAD else _without_downloads(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_without_downloads(item) for item in value]
-    return value
 
 
 def _readable(file: Path) -> Path:
