@@ -175,7 +175,11 @@ def test_create_inspect_download_reload_and_name_defects_in_the_page(server, bro
     assert page.locator("#defect-list .thumb").first.evaluate("i => i.naturalWidth > 0")
     relabelled = card(page, "line3/broken/000.png")
     expect(relabelled.locator(".boxes .tag").first).to_have_text("spot")
-    expect(relabelled.locator(".labels .box-label").first).to_have_text("spot")
+    label = relabelled.locator(".labels .box-label").first
+    expect(label).to_have_text("spot")
+    frame, tag = relabelled.locator("img.picture").bounding_box(), label.bounding_box()
+    assert frame["y"] <= tag["y"] and tag["y"] + tag["height"] <= frame["y"] + frame["height"]
+    assert frame["x"] <= tag["x"] and tag["x"] + tag["width"] <= frame["x"] + frame["width"]
     shot(page, "4-defect-type-named")
 
     page.get_by_label("remove spot").click()

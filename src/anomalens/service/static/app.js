@@ -400,8 +400,10 @@ function boxLabels(result) {
     const label = element("span", { class: "box-label" }, box.defect_type);
     const right = box.x0 > result.width / 2;  // in the right half: end the label at the box's right
     label.style[right ? "right" : "left"] = `${(100 * (right ? result.width - box.x1 : box.x0)) / result.width}%`;
-    const above = box.y0 > 0.1 * result.height;  // above the box, else below it
-    label.style.top = `${(100 * (above ? box.y0 : box.y1)) / result.height}%`;
+    // Above the box where there is room, else below it, else inside it at its top.
+    const above = box.y0 > 0.1 * result.height;
+    const below = !above && box.y1 < 0.9 * result.height;
+    label.style.top = `${(100 * (below ? box.y1 : box.y0)) / result.height}%`;
     label.classList.toggle("above", above);
     layer.append(label);
   }
