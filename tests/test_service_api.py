@@ -708,7 +708,7 @@ def test_a_model_folder_that_cannot_load_is_listed_as_skipped_with_the_reason(
     badly_named = copy_model(models_dir, model, "bad name")
     try:
         skipped = {s["folder"]: s["problem"] for s in client.get("/api/skipped-folders").json()}
-        assert "unreadable model files" in skipped["broken-copy"]
+        assert "not valid JSON" in skipped["broken-copy"]
         assert "invalid model folder name 'bad name'" in skipped["bad name"]
         assert "broken-copy" not in [m["name"] for m in client.get("/api/models").json()]
         taken = start_fit(client, "broken-copy")
