@@ -175,23 +175,21 @@ class Detector:
         """
         self._require_fitted()
         images = _listed(images)
+        paths = [str(image) if isinstance(image, str | Path) else None for image in images]
         results: list[Result | None] = [None] * len(images)
-        usable: list[tuple[int, np.ndarray]] = []
+        usable: dict[int, np.ndarray] = {}
         for index, image in enumerate(images):
-            path = str(image) if isinstance(image, str | Path) else None
             try:
-                usable.append((index, as_rgb_array(image, _name(image, index))))
+                usable[index] = as_rgb_array(image, _name(image, index))
             except ImageError as error:
-                results[index] = Result.failed(str(error), path)
-        arrays = [array for _, array in usable]
-        scored = [
-            self._result(scores, images[index] if isinstance(images[index], str | Path) else None)
-            for (index, _), scores in zip(
-                usable, self.method.score(arrays) if arrays else [], strict=True
-            )
+                results[index] = Result.failed(str(error), paths[index])
+        arrays = list(usable.values())
+        scored = self.method.score(arrays) if arrays else []
+        inspected = [
+            self._result(scores, paths[index]) for index, scores in zip(usable, scored, strict=True)
         ]
-        self.defect_types.label(arrays, scored)
-        for (index, _), result in zip(usable, scored, strict=True):
+        self.defect_types.label(arrays, inspected)
+        for index, result in zip(usable, inspected, strict=True):
             results[index] = result
         return results  # type: ignore[return-value]
 
@@ -259,7 +257,7 @@ class Detector:
     def _map(self, scores: PatchScores) -> np.ndarray:
         return anomaly_map(scores.grid, scores.extent, scores.image_size, self.smoothing_sigma)
 
-    def _result(self, scores: PatchScores, path: str | Path | None) -> Result:
+    def _result(self, scores: PatchScores, path: str | None) -> Result:
         pixel_map = self._map(scores)
         mask = pixel_map >= self.thresholds["pixel"].value
         return Result(
@@ -268,7 +266,7 @@ class Detector:
             mask=mask,
             boxes=find_boxes(pixel_map, mask, self.min_region_area),
             is_anomalous=scores.image_score >= self.thresholds["image"].value,
-            path=None if path is None else str(path),
+            path=path,
         )
 
     def _require_fitted(self) -> None:
