@@ -1,6 +1,7 @@
 """The Detector: fit on good images, predict score, map, mask, boxes and verdict."""
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ class Detector:
         self.references: list[str] = []
         self.reference_outliers: list[str] = []
         self.held_out_scores: list[float] = []
+        self.calibration_warnings: dict[str, str] = {}
         self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
@@ -119,6 +121,10 @@ class Detector:
         references are too few to tell an outlier, and none is flagged. `held_out_scores` keeps
         the held-out image scores the image threshold was set from (one per reference, or per
         reference quadrant below SPLIT_BELOW).
+
+        References without spread in their held-out scores (copies, blank images) raise a
+        CalibrationError; a threshold above the highest score the method can give is kept with
+        a CalibrationWarning, its message in `calibration_warnings` by threshold name.
         """
         images = _listed(images)
         if not images:
@@ -141,10 +147,13 @@ class Detector:
                 np.array([self._map(scores).max() for scores in held_out]), self.max_false_alarm
             ),
         }
+        self.calibration_warnings = {}
         for (name, threshold), highest in zip(
             thresholds.items(), self.method.score_bounds(), strict=True
         ):
-            calibration.check_reachable(threshold, highest, name)
+            if problem := calibration.unreachable(threshold, highest, name):
+                warnings.warn(problem, calibration.CalibrationWarning, stacklevel=2)
+                self.calibration_warnings[name] = problem
         self.references = names
         self.held_out_scores = image_scores.tolist()
         self.thresholds = thresholds
@@ -164,6 +173,7 @@ class Detector:
         for batch in batches:  # an unreadable labelled image is an error: each one counts
             scores += [result.score for result in self.predict(_arrays(batch)[1])]
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
+        self.calibration_warnings.pop("image", None)
         return self
 
     def predict(self, images: Sequence[ImageInput]) -> list[Result]:
