@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from images import texture
+from images import texture, with_defect
 from PIL import Image
 
-from anomalens.calibration import CalibrationError
+from anomalens.calibration import CalibrationError, CalibrationWarning
 from anomalens.cli import main
 from anomalens.detector import Detector
 from anomalens.errors import ConfigError, ImageError
@@ -260,16 +260,27 @@ def gradient(height: int = 256, width: int = 384) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("references", "problem"),
+    "references",
     [
-        ([texture(0)] * 8, "no spread"),
-        ([np.zeros((64, 96, 3), np.uint8)] * 8, "no spread"),
-        ([np.full((64, 96, 3), 128, np.uint8)] * 3, "no spread"),
-        ([gradient()], "above the highest score"),
+        [texture(0)] * 8,
+        [np.zeros((64, 96, 3), np.uint8)] * 8,
+        [np.full((64, 96, 3), 128, np.uint8)] * 3,
     ],
-    ids=["eight identical", "black", "grey", "one gradient"],
+    ids=["eight identical", "black", "grey"],
 )
 @pytest.mark.parametrize("method", ["anomalydino", "ensemble"])
-def test_degenerate_references_fail_the_fit_with_a_message(references, problem, method):
-    with pytest.raises(CalibrationError, match=problem):
+def test_references_without_spread_fail_the_fit_with_a_message(references, method):
+    with pytest.raises(CalibrationError, match="no spread"):
         Detector(method=method, resolution=64).fit(references)
+
+
+@pytest.mark.parametrize("method", ["anomalydino", "ensemble"])
+def test_a_threshold_no_score_can_reach_is_warned_about_and_kept_in_the_model(method, tmp_path):
+    with pytest.warns(CalibrationWarning, match="above the highest score"):
+        detector = Detector(method=method, resolution=64).fit([gradient()])
+    assert "no image will ever be NG" in detector.calibration_warnings["image"]
+    loaded = Detector.load(detector.save(tmp_path / "model"))
+    assert loaded.calibration_warnings == detector.calibration_warnings
+    assert main(["info", str(tmp_path / "model")]) == 0
+    loaded.calibrate([gradient(), with_defect(gradient())], [False, True])
+    assert "image" not in loaded.calibration_warnings

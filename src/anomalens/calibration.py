@@ -8,12 +8,15 @@ n - 1 degrees of freedom, which widens the bound honestly when there are few ref
 pixel threshold is set the same way from the held-out maps' maxima, so that a normal image
 gets any mask pixel with probability `max_false_alarm`.
 
-Degenerate references are refused rather than calibrated (`check_spread`, `check_reachable`):
-held-out scores without spread (copies of one photo, blank or one-colour images) put the
-threshold at the references' own score, so that every image is NG, and held-out scores spread
-over orders of magnitude (one reference of very different quadrants) put it above any score
-the method can give, so that none is. Either way the model would mislead silently; the fit
-fails with a message saying what to change, which costs the user nothing but the fit's time.
+Degenerate references are never calibrated silently. Held-out scores without spread (copies of
+one photo, blank or one-colour images) put the threshold at the references' own score, so that
+every image is NG: nothing can be learnt from such references, and the fit fails
+(`check_spread`) saying what to change. Held-out scores spread over orders of magnitude (one
+reference whose quadrants differ, as a gradient's do) put the threshold above any score the
+method can give, so that no image is NG (`unreachable`): the fit warns (CalibrationWarning) and
+the detector records the message, shown by `anomalens info`, because its scores may still rank
+images well (at 1 shot on MPDD the ensemble ranked at 0.98 AUROC with no image reaching its
+threshold) and `Detector.calibrate` with labelled images gives it a threshold that works.
 
 References whose held-out log score lies more than OUTLIER_Z robust standard deviations above
 the median (median absolute deviation) are flagged as likely defective. OUTLIER_Z = 2.5 flags a
@@ -43,6 +46,10 @@ so that near-identical references do not give a threshold glued to their scores.
 
 class CalibrationError(AnomalensError, ValueError):
     """The references cannot set a threshold that means anything; says why and what to do."""
+
+
+class CalibrationWarning(UserWarning):
+    """A threshold was set but cannot fire; the detector keeps the message (see `unreachable`)."""
 
 
 @dataclass
@@ -106,17 +113,18 @@ def check_spread(scores: object, what: str = "the references") -> None:
         )
 
 
-def check_reachable(threshold: Threshold, highest: float, what: str) -> None:
-    """Raise CalibrationError when `threshold` is above `highest`, the largest score the
-    method can give, so that nothing would ever be flagged."""
-    if threshold.value > highest:
-        consequence = "no image would ever be NG" if what == "image" else "nothing would be found"
-        raise CalibrationError(
-            f"the {what} threshold {threshold.value:.4g} is above the highest score the method "
-            f"can give ({highest:.4g}), so {consequence}: the references' held-out "
-            f"scores spread too widely (over {threshold.samples} samples); fit on more "
-            "photos of good parts, alike in framing and lighting"
-        )
+def unreachable(threshold: Threshold, highest: float, what: str) -> str | None:
+    """What is wrong when `threshold` is above `highest`, the largest score the method can
+    give, so that nothing would ever be flagged; None when it is within reach."""
+    if threshold.value <= highest:
+        return None
+    consequence = "no image will ever be NG" if what == "image" else "no region will be found"
+    return (
+        f"the {what} threshold {threshold.value:.4g} is above the highest score the method can "
+        f"give ({highest:.4g}), so {consequence}: the references' held-out scores spread too "
+        f"widely (over {threshold.samples} samples). Fit on more photos of good parts, alike "
+        "in framing and lighting, or set the threshold from labelled images (calibrate)"
+    )
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold:

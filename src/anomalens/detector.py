@@ -84,6 +84,7 @@ class Detector:
         self.held_out_scores: list[float] = []
         self.held_out_map_maxima: list[float] = []
         self.batch_thresholds: dict[str, Threshold] = {}
+        self.calibration_warnings: dict[str, str] = {}
         self.defect_types = DefectTypes.for_method(self.method.config())
 
     def config(self) -> dict[str, Any]:
@@ -128,6 +129,10 @@ class Detector:
         the held-out image scores the image threshold was set from (one per reference, or per
         reference quadrant below SPLIT_BELOW), `held_out_map_maxima` the maxima of their maps
         the pixel threshold was set from, so that `retarget` can move both.
+
+        References without spread in their held-out scores (copies, blank images) raise a
+        CalibrationError; a threshold above the highest score the method can give is kept with
+        a CalibrationWarning, its message in `calibration_warnings` by threshold name.
         """
         images = _listed(images)
         if not images:
@@ -178,10 +183,13 @@ class Detector:
                 np.array(self.held_out_map_maxima), self.max_false_alarm
             ),
         }
+        self.calibration_warnings = {}
         for (name, threshold), highest in zip(
             thresholds.items(), self.method.score_bounds(), strict=True
         ):
-            calibration.check_reachable(threshold, highest, name)
+            if problem := calibration.unreachable(threshold, highest, name):
+                warnings.warn(problem, calibration.CalibrationWarning, stacklevel=3)
+                self.calibration_warnings[name] = problem
         self.thresholds = thresholds
 
     def threshold_dicts(self) -> dict[str, dict[str, object]]:
@@ -198,6 +206,7 @@ class Detector:
         for batch in batches:  # an unreadable labelled image is an error: each one counts
             scores += [result.score for result in self.predict(_arrays(batch)[1])]
         self.thresholds["image"] = calibration.best_f1_threshold(np.array(labels), np.array(scores))
+        self.calibration_warnings.pop("image", None)
         return self
 
     def predict(self, images: Sequence[ImageInput], label: bool = True) -> list[Result]:
@@ -210,24 +219,22 @@ class Detector:
         """
         self._require_fitted()
         images = _listed(images)
+        paths = [str(image) if isinstance(image, str | Path) else None for image in images]
         results: list[Result | None] = [None] * len(images)
-        usable: list[tuple[int, np.ndarray]] = []
+        usable: dict[int, np.ndarray] = {}
         for index, image in enumerate(images):
-            path = str(image) if isinstance(image, str | Path) else None
             try:
-                usable.append((index, as_rgb_array(image, _name(image, index))))
+                usable[index] = as_rgb_array(image, _name(image, index))
             except ImageError as error:
-                results[index] = Result.failed(str(error), path)
-        arrays = [array for _, array in usable]
-        scored = [
-            self._result(scores, images[index] if isinstance(images[index], str | Path) else None)
-            for (index, _), scores in zip(
-                usable, self.method.score(arrays) if arrays else [], strict=True
-            )
+                results[index] = Result.failed(str(error), paths[index])
+        arrays = list(usable.values())
+        scored = self.method.score(arrays) if arrays else []
+        inspected = [
+            self._result(scores, paths[index]) for index, scores in zip(usable, scored, strict=True)
         ]
         if label:
-            self.defect_types.label(arrays, scored)
-        for (index, _), result in zip(usable, scored, strict=True):
+            self.defect_types.label(arrays, inspected)
+        for index, result in zip(usable, inspected, strict=True):
             results[index] = result
         return results  # type: ignore[return-value]
 

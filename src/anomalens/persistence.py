@@ -81,6 +81,7 @@ def save_detector(detector: "Detector", path: Path) -> Path:
             "reference_outliers": detector.reference_outliers,
             "held_out_scores": detector.held_out_scores,
             "held_out_map_maxima": detector.held_out_map_maxima,
+            "calibration_warnings": detector.calibration_warnings,
             "defect_types": detector.defect_types.document(),
         }
         try:
@@ -147,6 +148,7 @@ def load_detector(path: Path) -> "Detector":
         detector.reference_outliers = document["reference_outliers"]
         detector.held_out_scores = document.get("held_out_scores", [])  # version 1 may lack them
         detector.held_out_map_maxima = document.get("held_out_map_maxima", [])
+        detector.calibration_warnings = document.get("calibration_warnings", {})
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(types, prefixed(arrays, "types."))
     except MissingWeightsError:  # the model files are fine; the backbone is not on this machine
@@ -225,6 +227,8 @@ def _check_document(document: Any, version: int) -> None:
     validation.texts("references", document["references"])
     validation.texts("reference_outliers", document["reference_outliers"])
     validation.numbers_list("held_out_scores", document.get("held_out_scores", []))
+    warnings = validation.mapping("calibration_warnings", document.get("calibration_warnings", {}))
+    validation.texts("calibration_warnings", list(warnings.values()))
     if "defect_types" in document:
         types = validation.mapping(
             "defect_types", document["defect_types"], ["embedder", "rule", "types"]

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         "reference_outliers": detector.reference_outliers,
         "held_out_scores": detector.held_out_scores,
         "thresholds": detector.threshold_dicts(),
+        "calibration_warnings": detector.calibration_warnings,
         "defect_types": describe(detector.defect_types),
     }
     if args.json:
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
             f"threshold   {name}: {threshold.value:.6g} ({threshold.method}, "
             f"{threshold.samples} samples{goal})"
         )
+    for name, problem in detector.calibration_warnings.items():
+        print(f"warning     {name} threshold: {problem}")
     for line in summary["defect_types"]:
         print(f"types       {line}")
     return 0
