@@ -44,6 +44,7 @@ def odd_folder(tmp_path) -> Path:
     (folder / "gone.png").symlink_to(tmp_path / "missing.png")
     (folder / "self.png").symlink_to("self.png")
     (folder / "up").symlink_to(folder)
+    (folder / "the-sub").symlink_to(folder / "sub")  # sorts after sub: searched there already
     os.mkfifo(folder / "pipe.png")
     (folder / "x.png").mkdir()
     return folder
@@ -61,6 +62,7 @@ def test_every_skipped_path_is_listed_with_its_reason(odd_folder):
         "gone.png": BROKEN_LINK,
         "self.png": LINK_LOOP,
         "up": LINK_LOOP,
+        "the-sub": LINK_LOOP,
         "pipe.png": NOT_A_FILE,
     }
 
@@ -113,7 +115,7 @@ def test_predict_lists_the_skipped_paths_in_the_results(model, odd_folder, tmp_p
     results = json.loads((output / "results.json").read_text())
     assert len(results["images"]) == 2
     assert {"path": str(odd_folder / "pipe.png"), "reason": NOT_A_FILE} in results["skipped"]
-    assert len(results["skipped"]) == 8
+    assert len(results["skipped"]) == 9
 
 
 def test_error_lines_start_their_own_line_beside_the_progress_bar(model, tmp_path, capsys):

@@ -22,10 +22,10 @@ from anomalens.validation import integer
 NATIVE = "native"
 """Resolution setting that keeps each image at its own pixel size (full resolution)."""
 MAX_NATIVE_PIXELS = 1024 * 1024
-"""At native resolution, larger images are scaled down to this many pixels, which bounds the
-backbone's memory per image; at a resolution in pixels, images so elongated that their shorter
-side at that resolution would make them larger than this and than a square of the resolution
-are scaled down to the larger of the two (their long side capped)."""
+"""At native resolution, larger images are scaled down to this many pixels; at a resolution in
+pixels, an image that its short side at that resolution would make larger than max(this,
+resolution²) pixels (a long thin strip) is scaled down to that many, its long side capped. Both
+bound the backbone's memory per image."""
 
 MAX_RESOLUTION = 4096
 """Largest `resolution` accepted: a square image at it is 16.8 megapixels."""

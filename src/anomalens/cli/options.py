@@ -114,6 +114,8 @@ BROKEN_LINK = "broken link (its target does not exist)"
 LINK_LOOP = "link loop, or a link to a folder already searched"
 NOT_A_FILE = "not a regular file (a FIFO, socket or device)"
 UNREADABLE = "folder or file that cannot be read"
+SHOWN = 3
+"""Paths named in each summary line; results.json lists them all."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,6 @@ def skipped_summary(skipped: list[Skipped]) -> list[str]:
     return lines
 
 
-SHOWN = 3
-"""Paths named in each summary line; results.json lists them all."""
-
-
 def image_files(inputs: list[Path]) -> ImageFiles:
     """(image file, output name) for each file given and each image under each folder given,
     and every other path under those folders with why it was skipped.
@@ -194,8 +192,7 @@ def image_files(inputs: list[Path]) -> ImageFiles:
 def _search(folder: Path, skipped: list[Skipped], seen: set[Path] | None = None) -> list[Path]:
     """Image files under `folder`, sorted, files of a folder before its subfolders; appends
     every other path to `skipped`."""
-    seen = seen if seen is not None else set()
-    seen.add(folder.resolve())
+    seen = seen if seen is not None else {folder.resolve()}
     try:
         with os.scandir(folder) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
@@ -210,6 +207,7 @@ def _search(folder: Path, skipped: list[Skipped], seen: set[Path] | None = None)
             if path.resolve() in seen:
                 reason = LINK_LOOP
             else:
+                seen.add(path.resolve())  # now, so that a link beside it is not searched again
                 folders.append(path)
                 continue
         if reason is None:

@@ -136,7 +136,7 @@ def check_size(source: str | Path, width: int, height: int) -> None:
     if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
         raise ImageError(
             source,
-            f"image is {width}x{height} px, {max(height, width) / min(height, width):.0f} times "
+            f"image is {width}x{height} px, {max(height, width) / min(height, width):.1f} times "
             f"longer than wide; at most {MAX_ASPECT_RATIO}:1 is read (crop it into pieces)",
         )
 
