@@ -73,7 +73,7 @@ WITH_STD = {"image_auroc", "pixel_auroc"}
 """Figures printed with their standard deviation over seeds."""
 TEST_CAP = 200
 """Test images scored per dataset at most (by default): MTD's 542 keep every 3rd of each
-folder (181), MPDD's 107 and DeepPCB's 156 stay whole; the machine is two shared cores."""
+folder (183), MPDD's 107 and DeepPCB's 156 stay whole; the machine is two shared cores."""
 THUMBNAIL = (240, 180)
 """Largest width and height of the overlay PNGs."""
 TRUTH_COLOUR = (40, 220, 40)
@@ -515,7 +515,7 @@ def main() -> None:
         data_of[root] = data
         kept = len(discover(data)[0].test)
         test_sets[root.name] = f"{kept} of the {len(dataset.test)} test images" + (
-            f", every {every}th of each test folder, the first included" if every > 1 else ""
+            f", one in {every} of each test folder from the first" if every > 1 else ""
         )
     found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     missing: dict[str, dict[str, list[int]]] = {}
