@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from anomalens.features import FeatureExtractor
 from anomalens.methods.base import Method, PatchScores, prefixed, top_fraction_mean
+from anomalens.validation import ArraySpec
 
 Inputs = dict[str, torch.Tensor]
 """What a network trains on and scores: named tensors whose first dimension is the image."""
@@ -168,6 +169,18 @@ class TrainedMethod(Method):
             NETWORK_PREFIX.format(index) + key: value.detach().numpy().copy()
             for index, network in enumerate(self.networks)
             for key, value in network.state_dict().items()
+        }
+
+    def state_spec(self) -> dict[str, ArraySpec]:
+        """The fold networks' parameters as `new_network` shapes them; only the first network
+        is required (one reference trains one)."""
+        template = self.new_network().state_dict()
+        return {
+            NETWORK_PREFIX.format(index) + key: ArraySpec(
+                tuple(value.shape), str(value.numpy().dtype), required=index == 0
+            )
+            for index in range(self.folds)
+            for key, value in template.items()
         }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
