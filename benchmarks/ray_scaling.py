@@ -67,7 +67,7 @@ def main() -> int:
         round_trip = (time.perf_counter() - start) / 20
         assert Outcome.from_columns(**shipped).record == outcome.record
         ray.shutdown()
-    local_rate = rows[0][2]
+    local_rate = rows[0][3]
     print(f"{len(items)} images of {args.data.name}, {args.method}, {args.references} references")
     print("\n| engine | workers | s | images/s | vs local |\n| --- | --- | --- | --- | --- |")
     for engine_name, workers, seconds, rate in rows:
@@ -85,7 +85,7 @@ def main() -> int:
     efficiency = per_image / (per_image + round_trip / batch)
     print(
         f"expected: W workers on W free cores inspect about W x {local_rate:.2f} x "
-        f"{efficiency:.2f} images/s once started (shipping a batch of {batch} costs at most one "
+        f"{efficiency:.3f} images/s once started (shipping a batch of {batch} costs at most one "
         f"round trip), plus {actor_load:.1f} s per actor to load the model"
     )
     return 0
