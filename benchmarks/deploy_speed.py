@@ -205,7 +205,7 @@ def main() -> None:
 
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start")
     for dataset in discover(args.data_root):
-        with tempfile.TemporaryDirectory(dir=".") as folder:
+        with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
             references = [str(p) for p in seeded_order(dataset.pool, 0)[: args.shots]]
             (work / "references.txt").write_text("\n".join(references))

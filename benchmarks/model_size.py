@@ -73,7 +73,7 @@ def main() -> None:
     print(f"{dataset.name}: {len(references)} references")
     print(f"fit            {time.perf_counter() - started:.1f} s, peak {peak_gib():.2f} GiB")
     expected = [result.score for result in detector.predict(images)]
-    with tempfile.TemporaryDirectory(dir=".") as folder:
+    with tempfile.TemporaryDirectory() as folder:
         detector.save(Path(folder) / "model")
         size = sum(f.stat().st_size for f in (Path(folder) / "model").iterdir())
         print(f"model          {size / 2**20:.1f} MiB on disk")

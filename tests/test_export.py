@@ -109,6 +109,9 @@ def test_the_default_runtime_is_the_fastest_measured_at_export(exported, tmp_pat
     assert choose_runtime(manifest, None) == fastest
     manifest["milliseconds"] = {"onnxruntime": 5.0, "openvino": 9.0, "torch": 7.0}
     assert choose_runtime(manifest, None) == "onnxruntime"
+    manifest["milliseconds"]["openvino"] = 1.0
+    assert choose_runtime(manifest, None) == "openvino"
+    assert choose_runtime(manifest, None, "cuda") == "onnxruntime"  # OpenVINO runs on the CPU
     assert choose_runtime(None, None) == "torch"
 
 

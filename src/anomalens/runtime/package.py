@@ -95,11 +95,16 @@ def available_runtimes(manifest: dict[str, Any] | None) -> list[str]:
     return found if manifest["precision"] == "int8" else [*found, "torch"]
 
 
-def choose_runtime(manifest: dict[str, Any] | None, runtime: str | None) -> str:
+def choose_runtime(
+    manifest: dict[str, Any] | None, runtime: str | None, device: str = "cpu"
+) -> str:
     """`runtime` when the model can run in it (a ConfigError says why not), else the fastest
-    available one as measured at export, else torch."""
+    available one as measured at export (on a CUDA `device`, of those that can use one), else
+    torch."""
     available = available_runtimes(manifest)
     if runtime is None:
+        if device == "cuda":
+            available = [name for name in available if name != "openvino"] or available
         timings = (manifest or {}).get("milliseconds", {})
         return min(available, key=lambda name: timings.get(name, float("inf")))
     check_choice(runtime, None)
@@ -162,8 +167,9 @@ def load(path: Path, runtime: str | None = None, device: str | None = None) -> "
 
     check_choice(runtime, device)
     manifest = read_manifest(path)
-    chosen = choose_runtime(manifest, runtime or _defaults["runtime"])
-    with runtime_backbones(path, manifest, chosen, device or _defaults["device"] or "cpu"):
+    device = device or _defaults["device"] or "cpu"
+    chosen = choose_runtime(manifest, runtime or _defaults["runtime"], device)
+    with runtime_backbones(path, manifest, chosen, device):
         detector = load_detector(path)
     return detector
 
