@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import faiss
@@ -24,6 +25,7 @@ from anomalens.cli import COMPUTING, _leaf_parsers, build_parser, main
 from anomalens.cli.options import report_error
 from anomalens.detector import Detector
 from anomalens.errors import ImageError
+from anomalens.progress import SHOW_AFTER, spinner
 from anomalens.threads import CHILD_ENV, current_threads, set_threads
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -104,7 +106,7 @@ def test_the_quadrant_hold_out_of_a_small_fit_has_a_progress_bar(good, tmp_path,
     assert re.search(r"held-out: 100%.*16/16", err)
 
 
-def test_evaluate_shows_its_fit_and_the_steps_around_it(tmp_path, capsys):
+def test_evaluate_shows_the_progress_of_its_fits(tmp_path, capsys):
     from synthetic_data import make_mvtec
 
     data = make_mvtec(tmp_path / "tile")
@@ -112,8 +114,18 @@ def test_evaluate_shows_its_fit_and_the_steps_around_it(tmp_path, capsys):
     args = ["evaluate", str(data), *fast, "--shots", "2", "--seeds", "0"]
     assert main([*args, "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    for step in ("loading references", "features", "held-out", "overlay grid", "writing"):
+    for step in ("runs", "features", "held-out"):  # the fit's bars, silent before
         assert step in err, step
+
+
+def test_a_step_longer_than_a_second_shows_a_spinner_with_its_time(capsys):
+    with spinner("quick step"):
+        time.sleep(0.2)
+    with spinner("slow step"):
+        time.sleep(SHOW_AFTER + 0.8)
+    err = capsys.readouterr().err
+    assert "quick step" not in err
+    assert re.search(r"slow step: 00:0[12], done\n$", err)
 
 
 # Messages
