@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint clean
+.PHONY: setup browser demo test lint check-install clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 test: $(STAMP) browser lint
 	$(BIN)/pytest -q
+
+# A wheel built and installed into a fresh venv of $(PYTHON), then run (minutes; not in `test`).
+check-install:
+	PYTHON=$(PYTHON) TORCH=$${TORCH-torch==2.13.0} scripts/check_install.sh
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -10,7 +10,7 @@ import torch
 from offline_weights import isolate_weights, random_tensors
 
 from anomalens.backbones import get_entry, load_backbone, weights_status
-from anomalens.backbones.checkpoints import WeightsFileError
+from anomalens.backbones.checkpoints import WeightsFileError, fetch_weights
 from anomalens.backbones.weights import sha256
 from anomalens.errors import MissingWeightsError
 from anomalens.features import FeatureExtractor
@@ -225,10 +225,12 @@ def test_missing_weights_error_names_backbone_places_and_remedies(weights_dir: P
     assert "dinov2_vitl14_reg" in message
     assert str(weights_dir / "dinov2_vitl14_reg4_pretrain.pth") in message
     assert "facebook/dinov2-with-registers-large" in message and "huggingface" in message
-    assert "ANOMALENS_WEIGHTS_DIR" in message and "--weights download" in message
+    assert "ANOMALENS_WEIGHTS_DIR" in message and "--weights PATH" in message
+    assert "anomalens weights import dinov2_vitl14_reg FILE" in message
+    assert "anomalens weights fetch dinov2_vitl14_reg" in message
 
 
-def test_weights_are_downloaded_only_when_asked(weights_dir: Path, monkeypatch):
+def test_weights_are_downloaded_only_when_fetched(weights_dir: Path, monkeypatch):
     fetched = []
 
     def fake_download(url: str, destination: str) -> None:
@@ -238,11 +240,12 @@ def test_weights_are_downloaded_only_when_asked(weights_dir: Path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
     entry = get_entry("dinov2_vits14")
 
-    with pytest.raises(MissingWeightsError):
-        entry.locate(None)
+    for weights in (None, "download"):
+        with pytest.raises(MissingWeightsError):
+            entry.locate(weights)
     assert fetched == []
-    path = entry.locate("download")
-    assert entry.locate("download") == path == weights_dir / "dinov2_vits14_pretrain.pth"
+    path, _ = fetch_weights(entry, fake_download)
+    assert entry.locate(None) == path == weights_dir / "dinov2_vits14_pretrain.pth"
     assert fetched == [
         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"
     ]

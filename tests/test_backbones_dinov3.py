@@ -9,6 +9,7 @@ import torch
 from offline_weights import isolate_weights, random_tensors
 
 from anomalens.backbones import get_entry, load_backbone
+from anomalens.backbones.checkpoints import fetch_weights
 from anomalens.backbones.dinov3 import RopeEmbed
 from anomalens.errors import MissingWeightsError
 
@@ -173,9 +174,9 @@ def test_missing_weights_error_names_the_gated_files_and_offers_no_download(weig
     with pytest.raises(MissingWeightsError) as caught:
         entry.locate(None)
     with pytest.raises(MissingWeightsError, match="no public download"):
-        entry.locate("download")
+        fetch_weights(entry)
 
     message = str(caught.value)
     assert str(weights_dir / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth") in message
     assert "facebook/dinov3-vits16-pretrain-lvd1689m" in message
-    assert "--weights download" not in message
+    assert "weights fetch" not in message

@@ -143,7 +143,6 @@ def test_errors_are_one_clear_line_and_exit_one(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--method", "magic"], "unknown method 'magic'"),
         (["--backbone", "magic"], "unknown backbone 'magic'"),
         (["--param", "magic=1"], "ensemble has no option magic"),
         (["--max-false-alarm", "2"], "max_false_alarm must be in (0, 1)"),
@@ -155,6 +154,14 @@ def test_a_bad_setting_is_one_clear_line_and_exit_one(folders, tmp_path, capsys,
     assert main(argv) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
+
+
+def test_an_unknown_method_is_refused_with_the_allowed_ones(folders, tmp_path, capsys):
+    root, _ = folders
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", str(root / "good"), "-o", str(tmp_path / "model"), "--method", "magic"])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'magic'" in capsys.readouterr().err
 
 
 def _output_of(argv: list[str]) -> str:

@@ -3,6 +3,7 @@ messages written above the progress bars instead of onto their line."""
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,29 +11,39 @@ from tqdm import tqdm
 
 TICK_SECONDS = 0.5
 """How often a spinner redraws its elapsed time."""
+SHOW_AFTER = 1.0
+"""Seconds a step or a loading loop runs before its spinner or bar appears: quicker ones would
+only add lines."""
 
 
 @contextmanager
 def spinner(description: str, enabled: bool = True) -> Iterator[None]:
-    """Show `description` with a spinning mark and the elapsed time while the block runs; the
-    line stays, with the time it took, when it ends."""
+    """Show `description` with a spinning mark and the elapsed time while the block runs, once
+    it has run SHOW_AFTER seconds; the line stays, with the time it took, when it ends."""
     if not enabled:
         yield
         return
-    bar = tqdm(desc=description, bar_format="{desc}: {elapsed}{postfix}", postfix="|")
     stop = threading.Event()
-    ticker = threading.Thread(target=_tick, args=(bar, stop), daemon=True)
+    shown: list[tqdm] = []
+    ticker = threading.Thread(target=_spin, args=(description, stop, shown), daemon=True)
     ticker.start()
     try:
         yield
     finally:
         stop.set()
         ticker.join()
-        bar.set_postfix_str("done", refresh=False)
-        bar.close()
+        for bar in shown:
+            bar.set_postfix_str("done", refresh=False)
+            bar.close()
 
 
-def _tick(bar: tqdm, stop: threading.Event) -> None:
+def _spin(description: str, stop: threading.Event, shown: list[tqdm]) -> None:
+    started = time.time()
+    if stop.wait(SHOW_AFTER):
+        return
+    bar = tqdm(desc=description, bar_format="{desc}: {elapsed}{postfix}", postfix="|")
+    bar.start_t = started  # the elapsed time counts from the step's start
+    shown.append(bar)
     marks = "|/-\\"
     turn = 0
     while not stop.wait(TICK_SECONDS):

@@ -3,7 +3,7 @@ OpenMP and BLAS pools already loaded, and the OpenMP/MKL settings child processe
 
 Each library otherwise starts one thread per core on its own, and on a machine whose cores are
 busy with other work those threads wait on each other: on a loaded 2-core machine one thread
-made fit and predict several times faster (benchmarks/threads.py, docs/results.md, "Threads").
+made fit and predict faster (benchmarks/threads.py; docs/results.md, "Threads").
 
     from anomalens.threads import set_threads, current_threads
     set_threads(2)       # once, before the work; Detector(threads=2) and --threads 2 call it
@@ -20,8 +20,9 @@ from threadpoolctl import threadpool_limits
 from anomalens.errors import ConfigError
 
 DEFAULT_THREADS = 1
-"""The default thread count, chosen by benchmarks/threads.py on the three datasets: one thread
-was at most a little slower than two on an idle machine and much faster on a busy one."""
+"""The default thread count: on a loaded 2-core machine two threads took over 1.6 times as long
+as one (benchmarks/threads.py; docs/results.md, "Threads"), and the issue saw one thread make
+fit and predict 3-4x faster on a busy machine."""
 THREADS_ENV = "ANOMALENS_THREADS"
 """Environment variable that replaces DEFAULT_THREADS (a positive whole number)."""
 CHILD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -19,7 +19,7 @@ from anomalens.data.shots import read_reference_list, seeded_order
 from anomalens.detector import SPLIT_BELOW, Detector
 from anomalens.errors import AnomalensError
 from anomalens.io.images import load_image
-from anomalens.progress import say, spinner
+from anomalens.progress import SHOW_AFTER, say, spinner
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Fit, report outliers and failed files, save; exit 1 if any file failed."""
     paths = reference_paths(args)
     images, names, failed = [], [], 0
-    for path in tqdm(paths, desc="loading references", unit="image"):
+    for path in tqdm(paths, desc="loading references", unit="image", delay=SHOW_AFTER):
         try:
             images.append(load_image(path))
             names.append(str(path))
@@ -128,7 +128,7 @@ def calibrate(detector: Detector, folder: Path) -> int:
     threshold stays. Returns how many problems were reported."""
     images, labels, failed = [], [], 0
     samples = [sample for dataset in discover(folder) for sample in dataset.test]
-    for sample in tqdm(samples, desc="loading labelled images", unit="image"):
+    for sample in tqdm(samples, desc="loading labelled images", unit="image", delay=SHOW_AFTER):
         try:
             images.append(load_image(sample.path))
             labels.append(sample.label)
