@@ -68,7 +68,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="end to end: name the detector's boxes on the test images from examples' "
         "ground-truth boxes (boxes/ folder, annotations.json, or mask components) and score "
-        "them with DeepPCB's rule (IoU > 0.33 with a box of the same type)",
+        "them with DeepPCB's rule (IoU > 0.33 with a box of the same type); --regions and "
+        "--open-set do not apply",
     )
     parser.add_argument(
         "--open-set",
