@@ -2,6 +2,7 @@
 predictions replaced whole, folders that are not predictions left alone, per-file errors."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -124,11 +125,14 @@ def test_a_name_too_long_for_the_file_system_gets_a_short_hashed_output_name(set
 
 def test_an_unreadable_folder_is_one_clear_line(setup, tmp_path, monkeypatch, capsys):
     _, model, _, images = setup
+    real = os.scandir
 
-    def denied(folder: Path) -> list[Path]:
-        raise PermissionError(13, "Permission denied", str(folder))
+    def denied(folder):
+        if Path(folder) == images:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real(folder)
 
-    monkeypatch.setattr("anomalens.cli.options.list_images", denied)
+    monkeypatch.setattr(os, "scandir", denied)
     assert predict(model, images, "-o", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "Traceback" not in err and str(images) in err

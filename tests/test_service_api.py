@@ -759,3 +759,18 @@ def test_a_model_refitted_on_disk_by_hand_is_reloaded_on_its_next_use(client, mo
         assert client.get("/api/models/by-hand").json()["thresholds"]["image"]["value"] == strict
     finally:
         client.delete("/api/models/by-hand")
+
+
+def test_an_unusable_example_is_left_out_and_the_rest_make_the_type(client, model):
+    examples = uploads(*((f"dent{i}.png", png(110 + i, defective=True)) for i in range(3)))
+    outside = f"[[{WIDTH + 10}, {HEIGHT + 10}, {WIDTH + 20}, {HEIGHT + 20}], null, null]"
+    added = client.post(
+        f"/api/models/{model}/defect-types",
+        data={"defect_type": "dent", "boxes": outside},
+        files=examples,
+    )
+    client.delete(f"/api/models/{model}/defect-types/dent")
+    assert added.status_code == 200, added.text
+    assert added.json()["defect_types"] == ["dent"]
+    (left_out,) = added.json()["skipped"]
+    assert left_out.startswith("dent0.png") and "holds no pixel" in left_out

@@ -6,7 +6,8 @@ threshold that a new normal image exceeds with probability `max_false_alarm`: th
 prediction bound exp(mean + t * std * sqrt(1 + 1/n)) of the log scores, with Student's t of
 n - 1 degrees of freedom, which widens the bound honestly when there are few references. The
 pixel threshold is set the same way from the held-out maps' maxima, so that a normal image
-gets any mask pixel with probability `max_false_alarm`.
+gets any mask pixel with probability `box_false_alarm` (the Detector's, looser than its
+`max_false_alarm`: boxes are drawn whatever the verdict).
 
 Degenerate references are never calibrated silently. Held-out scores without spread (copies of
 one photo, blank or one-colour images) put the threshold at the references' own score, so that

@@ -21,6 +21,10 @@ class ConfigError(AnomalensError, ValueError):
     number out of range); names the setting and the values it accepts."""
 
 
+class DeviceError(ConfigError):
+    """A device (or its provider in a runtime) this machine cannot use: the model is fine."""
+
+
 class MissingWeightsError(AnomalensError):
     """Pretrained weights for a backbone are not on this machine."""
 

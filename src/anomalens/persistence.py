@@ -33,7 +33,7 @@ from anomalens import validation
 from anomalens.backbones.weights import sha256
 from anomalens.calibration import Threshold
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
-from anomalens.errors import ConfigError, MissingWeightsError, ModelFileError
+from anomalens.errors import ConfigError, DeviceError, MissingWeightsError, ModelFileError
 from anomalens.io.atomic import sync_to_disk
 from anomalens.methods.base import prefixed
 from anomalens.validation import ArraySpec
@@ -151,7 +151,7 @@ def load_detector(path: Path) -> "Detector":
         detector.calibration_warnings = document.get("calibration_warnings", {})
         if "defect_types" in document:
             detector.defect_types = DefectTypes.restore(types, prefixed(arrays, "types."))
-    except MissingWeightsError:  # the model files are fine; the backbone is not on this machine
+    except (MissingWeightsError, DeviceError):  # the files are fine; this machine lacks a part
         raise
     except (ConfigError, DefectTypeError) as error:
         raise ModelFileError(f"{path}: invalid model file ({error})") from None

@@ -193,7 +193,7 @@ def fingerprint(folder: Path) -> str:
     """A hash of every file in `folder` (names and contents): which model a prediction used."""
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(os.fsencode(path.relative_to(folder).as_posix()) + b"\0")
         with open(path, "rb") as file:
             for chunk in iter(lambda: file.read(1 << 20), b""):
                 digest.update(chunk)

@@ -3,6 +3,7 @@ every engine, computed wherever the model runs."""
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -124,10 +125,10 @@ def output_stem(name: str) -> str:
     """`name` with its last part shortened to MAX_NAME_BYTES plus a hash of the whole name
     when it is longer, so that its outputs can be written."""
     path = PurePosixPath(name)
-    encoded = path.name.encode("utf-8")
+    encoded = os.fsencode(path.name)  # the bytes the file system gets
     if len(encoded) <= MAX_NAME_BYTES:
         return name
-    digest = hashlib.blake2b(name.encode("utf-8")).hexdigest()[:HASH_CHARACTERS]
+    digest = hashlib.blake2b(os.fsencode(name)).hexdigest()[:HASH_CHARACTERS]
     keep = MAX_NAME_BYTES - HASH_CHARACTERS - 1
     short = encoded[:keep].decode("utf-8", errors="ignore")
     return (path.parent / f"{short}-{digest}").as_posix()

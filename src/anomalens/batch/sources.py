@@ -1,6 +1,7 @@
 """What a batch inspects: image files, folders, lists of files and URIs, each with the name its
 outputs get; and reading one of them, wherever it lies."""
 
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,6 +16,8 @@ from anomalens.io.images import is_image_file, load_image
 LIST_SUFFIX = ".txt"
 """An input with this suffix lists inputs, one path or URI a line ('#' starts a comment;
 relative paths are relative to the list's folder)."""
+OUTPUT_FILE = "inside the output folder"
+"""Why a prediction's own files (results, masks, overlays) are not read as inputs."""
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 """A URI (s3://, gs://, hdfs://, file://): read through pyarrow's filesystems."""
 
@@ -60,14 +63,25 @@ def discover(inputs: Iterable[str], outputs: Sequence[Path] = ()) -> tuple[list[
     found += unique_names(
         [pair for uri in remote for pair in _uri_files(uri)], {name for _, name in found}
     )
-    items, skipped = [], list(images.skipped)
     excluded = [folder.resolve() for folder in outputs]
+    items, skipped = (
+        [],
+        [
+            Skipped(passed.path, OUTPUT_FILE) if _inside(passed.path, excluded) else passed
+            for passed in images.skipped
+        ],
+    )
     for source, name in found:
-        if not is_uri(source) and any(map(Path(source).resolve().is_relative_to, excluded)):
-            skipped.append(Skipped(Path(source), "inside the output folder"))
+        if not is_uri(source) and _inside(Path(source), excluded):
+            skipped.append(Skipped(Path(source), OUTPUT_FILE))
         else:
             items.append(Item(source, name))
     return items, skipped
+
+
+def _inside(path: Path, folders: list[Path]) -> bool:
+    real = Path(os.path.realpath(path))  # a link loop resolves to itself, not an error
+    return any(map(real.is_relative_to, folders))
 
 
 def unique_names(pairs: list[tuple[str, str]], taken: set[str]) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""`anomalens evaluate-types DATA`: how well defect types are named from a few examples."""
+"""`anomalens evaluate-types DATA`: how well defect types are named from a few examples; with
+`--boxes`, end to end: the detector's boxes named and scored with DeepPCB's typed rule."""
 
 import argparse
 from dataclasses import asdict
@@ -16,6 +17,11 @@ from anomalens.defect_types.episodes import (
 from anomalens.defect_types.labelled import REGION_SOURCES, embed_defects
 from anomalens.defect_types.registry import DEFAULT_RULE
 from anomalens.detector import Detector
+from anomalens.errors import ConfigError
+from anomalens.evaluation.typed_boxes import TypedBoxCounts
+from anomalens.evaluation.typed_report import typed_report, typed_summary
+from anomalens.evaluation.typed_runs import ALL, embed_test_set, test_samples_of
+from anomalens.evaluation.typed_runs import run_episodes as run_typed_episodes
 from anomalens.io.atomic import write_json, write_text
 from anomalens.io.images import load_image
 
@@ -48,8 +54,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("data", type=Path, help="MVTec-AD category folder")
-    parser.add_argument("--shots", type=int, default=5, help="examples per type and episode")
+    parser.add_argument(
+        "--shots",
+        type=shots_value,
+        nargs="+",
+        default=[5],
+        help="examples per type and episode; with --boxes several values, 'all' for every "
+        "example of the episode's pool (default: 5)",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
+    parser.add_argument(
+        "--boxes",
+        action="store_true",
+        help="end to end: name the detector's boxes on the test images from examples' "
+        "ground-truth boxes (boxes/ folder, annotations.json, or mask components) and score "
+        "them with DeepPCB's rule (IoU > 0.33 with a box of the same type); --regions and "
+        "--open-set do not apply",
+    )
     parser.add_argument(
         "--open-set",
         action="store_true",
@@ -65,9 +86,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--model", type=Path, help="use this fitted model instead of fitting one on train/good"
     )
     parser.add_argument(
-        "--good", type=int, default=4, help="good images the detector is fitted on (seeded draw)"
+        "--good",
+        type=int,
+        help="good images the detector is fitted on (seeded draw; default: 16 with --boxes, "
+        "else 4)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws and the detector")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seed of the draws and the detector; with --boxes several, a detector each",
+    )
     add_detector_options(parser)
     parser.add_argument(
         "-o",
@@ -79,10 +109,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def shots_value(text: str) -> int | str:
+    """argparse type of a shots value: a positive number or 'all'."""
+    if text == ALL:
+        return ALL
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or {ALL!r}, got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Embed, run the episodes, write and print the report."""
+    if args.boxes:
+        return run_boxes(args)
+    if len(args.shots) > 1 or args.shots[0] == ALL or len(args.seed) > 1:
+        raise ConfigError("several --shots or --seed values, and 'all', need --boxes")
+    args.shots, args.seed = args.shots[0], args.seed[0]
     dataset = single_dataset(args.data)
-    detector = Detector.load(args.model) if args.model else fitted_detector(dataset, args)
+    detector = Detector.load(args.model) if args.model else fitted_detector(dataset, args, 4)
     regions = embed_defects(dataset, detector, args.regions).with_more_than(args.shots)
     embedder = detector.defect_types.embedder
     settings = {"shots": args.shots, "episodes": args.episodes, "seed": args.seed}
@@ -116,17 +164,46 @@ def single_dataset(folder: Path) -> Dataset:
     return datasets[0]
 
 
-def fitted_detector(dataset: Dataset, args: argparse.Namespace) -> Detector:
-    """A detector fitted on `args.good` seeded good images of `dataset`."""
-    references = seeded_order(dataset.pool, args.seed)[: shot_count(args.good, dataset.pool)]
+def fitted_detector(
+    dataset: Dataset, args: argparse.Namespace, good: int, seed: int | None = None
+) -> Detector:
+    """A detector fitted on `args.good` (else `good`) seeded good images of `dataset`."""
+    seed = args.seed if seed is None else seed
+    count = shot_count(args.good or good, dataset.pool)
     detector = Detector(
         method=args.method,
         backbone=args.backbone,
         resolution=args.resolution,
-        seed=args.seed,
+        seed=seed,
         **detector_params(args.param),
     )
-    return detector.fit([load_image(path) for path in references], progress=True)
+    references = seeded_order(dataset.pool, seed)[:count]
+    images = [load_image(path) for path in references]
+    return detector.fit(images, progress=True, names=[str(path) for path in references])
+
+
+def run_boxes(args: argparse.Namespace) -> int:
+    """Per seed: fit (or load), predict and embed the test set once, run the episodes; write
+    and print the typed box report."""
+    dataset = single_dataset(args.data)
+    skipped = list(dataset.problems)
+    episodes: dict[str, list[TypedBoxCounts]] = {str(value): [] for value in args.shots}
+    config = None
+    for seed in args.seed:
+        detector = (
+            Detector.load(args.model) if args.model else fitted_detector(dataset, args, 16, seed)
+        )
+        config = detector.config()
+        references = [Path(name) for name in detector.references]
+        images = embed_test_set(detector, test_samples_of(dataset, references), skipped)
+        for value, counts in run_typed_episodes(images, args.shots, args.episodes, seed).items():
+            episodes[value] += counts
+    summary = typed_summary(args, config, episodes, skipped)
+    write_json(args.output / "metrics.json", summary)
+    report = typed_report(summary)
+    write_text(args.output / "report.md", report)
+    print(report)
+    return 0
 
 
 def markdown_report(summary: dict, outcomes: dict[str, list[ClassifierResult]]) -> str:

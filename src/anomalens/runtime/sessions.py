@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from anomalens.backbones.base import Backbone
-from anomalens.errors import ConfigError
+from anomalens.errors import ConfigError, DeviceError
 
 DEVICES = ("cpu", "cuda")
 INPUT_NAME = "images"
@@ -73,7 +73,7 @@ class OnnxRuntimeGraph(Graph):
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-                raise ConfigError(
+                raise DeviceError(
                     "--device cuda: this onnxruntime has no CUDA provider "
                     "(install onnxruntime-gpu), or use --runtime torch"
                 )
@@ -96,7 +96,7 @@ class OpenVinoGraph(Graph):
         import openvino
 
         if device != "cpu":
-            raise ConfigError(
+            raise DeviceError(
                 "--device cuda: the OpenVINO runtime runs here on the CPU only; "
                 "use --runtime onnxruntime or torch"
             )
@@ -120,7 +120,7 @@ class DeviceBackbone:
 
     def __init__(self, backbone: Backbone, device: str):
         if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda: torch sees no CUDA device here")
+            raise DeviceError("--device cuda: torch sees no CUDA device here")
         self.backbone = copy.deepcopy(backbone).to(device)  # the cached CPU one stays
         self.device = device
         self.name, self.mean, self.std = backbone.name, backbone.mean, backbone.std

@@ -214,6 +214,7 @@ def _defect_type_routes(store: ModelStore, log: InspectionLog, limits: Limits) -
         per_example = _masks_per_example(len(examples), [r.image for r in regions], mask_of)
         with store.use(name) as detector:
             before = len(detector.defect_types.sources.get(defect_type, []))
+            skipped: list[str] = []
             try:
                 detector.add_defect_type(
                     defect_type,
@@ -221,13 +222,14 @@ def _defect_type_routes(store: ModelStore, log: InspectionLog, limits: Limits) -
                     masks=per_example,
                     boxes=_boxes_per_example(len(examples), boxes),
                     names=[example.filename for example in examples],
+                    skipped=skipped,
                 )
             except (ValueError, DefectTypeError) as error:
                 raise ServiceError(str(error)) from None
             described = store.update(name, detector)
             relabelled = log.relabel(name, detector.defect_types)
         store.add_thumbnails(name, defect_type, before, [(e.filename, e.image) for e in examples])
-        return {**described, "relabelled": relabelled}
+        return {**described, "relabelled": relabelled, "skipped": skipped}
 
     @router.delete("/{defect_type}", response_model=ModelInfo)
     def remove_defect_type(name: str, defect_type: str) -> dict:

@@ -53,6 +53,9 @@ class ModelInfo(BaseModel):
     relabelled: int | None = Field(
         default=None, description="logged inspections whose boxes this change relabelled"
     )
+    skipped: list[str] | None = Field(
+        default=None, description="examples left out of a defect type, each 'name: problem'"
+    )
 
 
 class SkippedFolder(BaseModel):

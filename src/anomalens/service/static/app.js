@@ -623,7 +623,7 @@ async function addDefectType(event) {
   try {
     const model = await api(`${modelPath(currentModel)}/defect-types`, { method: "POST", body: form });
     showModel(model);
-    say("#defect-message", `defect type ${name} added${relabelNote(model)}`, "ok");
+    say("#defect-message", `defect type ${name} added${relabelNote(model)}${skippedNote(model)}`, "ok");
     chooseDefectExamples([]);
     $("#defect-name").value = "";
     await afterRelabel();
@@ -634,6 +634,8 @@ async function addDefectType(event) {
   }
 }
 
+const skippedNote = (model) =>
+  model.skipped && model.skipped.length ? `; left out: ${model.skipped.join("; ")}` : "";
 const relabelNote = (model) => (model.relabelled ? `; ${plural(model.relabelled, "earlier result")} relabelled` : "");
 
 async function afterRelabel() {
