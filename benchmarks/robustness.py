@@ -422,8 +422,8 @@ detector = Detector.load(sys.argv[1])
 counts = {"inspected": 0, "errors": 0, "tracebacks": []}
 for path in json.loads(open(sys.argv[2]).read()):
     try:
-        detector.predict([path])
-        counts["inspected"] += 1
+        (result,) = detector.predict([path])  # an unusable image comes back with its error
+        counts["errors" if result.error else "inspected"] += 1
     except AnomalensError:
         counts["errors"] += 1
     except Exception:

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import shutil
 import socket
 import threading
@@ -170,7 +171,9 @@ def test_create_inspect_download_reload_and_name_defects_in_the_page(server, bro
     expect(page.locator("#defect-examples .region").nth(1)).to_have_text("mask spot1-mask.png")
     shot(page, "3-defect-examples")
     page.click("#defect-form button[type=submit]")
-    expect(page.locator("#defect-message")).to_contain_text("defect type spot added; 1 earlier")
+    expect(page.locator("#defect-message")).to_contain_text(
+        re.compile(r"defect type spot added; \d+ earlier result")
+    )
     expect(page.locator("#defect-list .thumb")).to_have_count(5)
     assert page.locator("#defect-list .thumb").first.evaluate("i => i.naturalWidth > 0")
     relabelled = card(page, "line3/broken/000.png")
@@ -183,7 +186,9 @@ def test_create_inspect_download_reload_and_name_defects_in_the_page(server, bro
     shot(page, "4-defect-type-named")
 
     page.get_by_label("remove spot").click()
-    expect(page.locator("#defect-message")).to_contain_text("removed; 1 earlier result")
+    expect(page.locator("#defect-message")).to_contain_text(
+        re.compile(r"removed; \d+ earlier result")
+    )
     expect(card(page, "line3/broken/000.png").locator(".boxes .tag")).to_have_count(0)
 
     # History rows reopen their batch.
