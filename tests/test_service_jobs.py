@@ -206,3 +206,15 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_ctrl_c_stops_the_server_cleanly(tmp_path):
+    port = free_port()
+    server = serve(["--port", str(port), "--models", str(tmp_path)])
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/api/health"))
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0 and b"Traceback" not in err

@@ -1,6 +1,7 @@
 """`anomalens serve [--host H --port P --models DIR]`: the inspection API and web page."""
 
 import argparse
+import contextlib
 import ipaddress
 import sys
 from pathlib import Path
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         problem = error.strerror or str(error)
         raise ConfigError(f"--models {args.models}: cannot use this folder ({problem})") from None
     config = uvicorn_config(app, args.host, args.port)
-    stopping_server(config, app.state.jobs).run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once stopped
+        stopping_server(config, app.state.jobs).run()
     return 0
 
 
