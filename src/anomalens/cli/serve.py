@@ -51,15 +51,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-upload-mb",
         type=float,
         default=25,
-        help=f"largest accepted file, in MiB (default: %(default)s; a request takes up to "
-        f"{FILES_AT_THE_LIMIT} of them)",
+        help=f"largest accepted file, in MiB; a request takes up to {FILES_AT_THE_LIMIT} of "
+        "them (default: %(default)s)",
     )
     parser.add_argument(
         "--max-pixels",
         type=int,
         default=40_000_000,
-        help="largest accepted image, in pixels (default: %(default)s, lowered to what the "
-        "machine's memory allows)",
+        help="largest accepted image, in pixels, lowered to what the machine's memory allows "
+        "(default: %(default)s)",
     )
     add_runtime_options(parser)
     parser.set_defaults(func=run)
