@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from anomalens.io.images import is_image_file, load_image
 LIST_SUFFIX = ".txt"
 """An input with this suffix lists inputs, one path or URI a line ('#' starts a comment;
 relative paths are relative to the list's folder)."""
+Source = TypeVar("Source")
+
 OUTPUT_FILE = "inside the output folder"
 """Why a prediction's own files (results, masks, overlays) are not read as inputs."""
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -84,9 +87,9 @@ def _inside(path: Path, folders: list[Path]) -> bool:
     return any(map(real.is_relative_to, folders))
 
 
-def unique_names(pairs: list[tuple[str, str]], taken: set[str]) -> list[tuple[str, str]]:
+def unique_names(pairs: list[tuple[Source, str]], taken: set[str]) -> list[tuple[Source, str]]:
     """(source, name) pairs with "-2", "-3", ... appended to each name already in `taken` or
-    given earlier in `pairs` (as `image_files` does), so that no output overwrites another."""
+    given earlier in `pairs`, so that no output overwrites another."""
     taken = set(taken)
     unique = []
     for source, name in pairs:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalens.batch.sources import unique_names
 from anomalens.errors import AnomalensError
 from anomalens.features import NATIVE
 from anomalens.io.images import IMAGE_SUFFIXES, is_image_file
@@ -172,20 +173,14 @@ def image_files(inputs: list[Path]) -> ImageFiles:
     overwrites another.
     """
     found = ImageFiles()
-    taken: set[str] = set()
+    named: list[tuple[Path, str]] = []
     for source in inputs:
         if source.is_dir():
-            named = [(path, path.relative_to(source)) for path in _search(source, found.skipped)]
+            relative = [(path, path.relative_to(source)) for path in _search(source, found.skipped)]
         else:
-            named = [(source, Path(source.name))]
-        for path, relative in named:
-            name = relative.with_suffix("").as_posix()
-            unique, copy = name, 1
-            while unique in taken:
-                copy += 1
-                unique = f"{name}-{copy}"
-            taken.add(unique)
-            found.files.append((path, unique))
+            relative = [(source, Path(source.name))]
+        named += [(path, part.with_suffix("").as_posix()) for path, part in relative]
+    found.files = unique_names(named, set())
     return found
 
 
