@@ -217,6 +217,8 @@ def test_a_fifo_or_folder_given_as_a_file_is_named_truly(tmp_path):
         ({"method": "autoencoder", "epochs": 0}, "epochs"),
         ({"smoothing_sigma": 1e9}, "smoothing_sigma"),
         ({"min_region_area": 2.5}, "min_region_area"),
+        ({"hysteresis": 0}, "hysteresis"),
+        ({"hysteresis": 1.5}, "hysteresis"),
         ({"max_false_alarm": float("nan")}, "max_false_alarm"),
     ],
 )

@@ -208,3 +208,14 @@ def test_the_default_detector_flags_a_synthetic_defect_and_passes_a_good_image()
     good, defective = detector.predict([GOOD, DEFECTIVE])
     assert defective.verdict == "NG" and good.verdict == "OK"
     assert defective.score > 1.5 * good.score
+
+
+def test_regions_grow_from_the_pixel_threshold_down_to_the_hysteresis_floor():
+    plain = Detector(method="anomalydino", resolution=64, hysteresis=1.0).fit(REFERENCES)
+    grown = Detector(method="anomalydino", resolution=64, hysteresis=0.5).fit(REFERENCES)
+    assert plain.thresholds["pixel"].value == grown.thresholds["pixel"].value
+    (narrow,), (wide,) = plain.predict([DEFECTIVE]), grown.predict([DEFECTIVE])
+    threshold = plain.thresholds["pixel"].value
+    assert np.array_equal(narrow.mask, narrow.anomaly_map >= threshold)
+    assert wide.mask.sum() > narrow.mask.sum() and not (narrow.mask & ~wide.mask).any()
+    assert wide.anomaly_map[wide.mask].min() >= 0.5 * threshold

@@ -59,9 +59,18 @@ def test_ratios_divide_each_member_by_its_held_out_geometric_mean():
     assert not np.allclose(combined, standardised(members).max(axis=0))
 
 
-def test_grids_of_different_sizes_are_combined_on_the_finest():
+@pytest.mark.parametrize(
+    ("map_combine", "expected"),
+    [
+        ("geomean", lambda a, b: np.sqrt(a * b)),
+        ("max", np.maximum),
+        ("mean", lambda a, b: (a + b) / 2),
+        (None, lambda a, b: (a + b) / 2),  # as `combine` ("mean" here), as saved models did
+    ],
+)
+def test_grids_of_different_sizes_are_combined_on_the_finest(map_combine, expected):
     coarse, fine = FAST, {**FAST, "levels": ["s8", "s16"]}
-    ensemble = Ensemble(members=[coarse, fine], combine="mean")
+    ensemble = Ensemble(members=[coarse, fine], combine="mean", map_combine=map_combine)
     ensemble.fit([texture(seed) for seed in range(3)])
     image = with_defect(texture(10))
     combined = ensemble.score([image])[0]
@@ -71,8 +80,24 @@ def test_grids_of_different_sizes_are_combined_on_the_finest():
     upsampled = F.interpolate(
         torch.from_numpy(parts[0].grid)[None, None], size=(8, 12), mode="bilinear"
     )[0, 0].numpy()
-    expected = (upsampled / ensemble.map_scale[0] + parts[1].grid / ensemble.map_scale[1]) / 2
-    np.testing.assert_allclose(combined.grid, expected, rtol=1e-5)
+    normalised = upsampled / ensemble.map_scale[0], parts[1].grid / ensemble.map_scale[1]
+    np.testing.assert_allclose(combined.grid, expected(*normalised), rtol=1e-5)
+    assert combined.image_score == pytest.approx(
+        np.exp(np.mean(np.log([p.image_score for p in parts]) - ensemble.image_log_mean))
+    )  # the image score follows `combine` whatever the map does
+
+
+def test_a_model_saved_before_map_combine_and_hysteresis_keeps_its_maps_and_masks(tmp_path):
+    detector = Detector(method="ensemble", members=[FAST, {**FAST, "levels": ["s8"]}])
+    detector.fit([texture(seed) for seed in range(3)])
+    assert (detector.method.map_combine, detector.hysteresis) == ("geomean", 0.8)
+    folder = detector.save(tmp_path / "model")
+    document = json.loads((folder / "detector.json").read_text())
+    del document["config"]["method_params"]["map_combine"], document["config"]["hysteresis"]
+    (folder / "detector.json").write_text(json.dumps(document))
+    loaded = Detector.load(folder)
+    assert loaded.method.map_combine is None  # combined as "max", as before
+    assert loaded.hysteresis == 1.0  # the plain threshold, as before
 
 
 def test_ensemble_finds_a_synthetic_defect():
@@ -135,6 +160,7 @@ def test_a_resolution_given_to_the_ensemble_leaves_native_members_native():
         ({"members": {"backbone": "efficientnet_lite0"}}, "non-empty list"),
         ({"members": ["anomalydino"]}, "dict of method options"),
         ({"combine": "median"}, "combine must be"),
+        ({"map_combine": "median"}, "map_combine must be"),
         ({"normalization": "rank"}, "normalization must be"),
         ({"levels": ["s8"]}, "no option levels"),
     ],

@@ -3,7 +3,12 @@
 import numpy as np
 from scipy import ndimage
 
-from anomalens.localization.regions import EIGHT_CONNECTED, find_boxes, region_masks
+from anomalens.localization.regions import (
+    EIGHT_CONNECTED,
+    find_boxes,
+    hysteresis_mask,
+    region_masks,
+)
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray]:
@@ -57,3 +62,16 @@ def test_region_masks_return_each_boxed_region_only():
     assert regions[1].sum() == 12 and regions[1][5:8, 6:10].all()
     assert not np.any(np.sum(regions, axis=0) > 1)  # no pixel in two regions
     assert sum(region.sum() for region in regions) == mask.sum()
+
+
+def test_hysteresis_grows_strong_regions_over_weaker_neighbours_and_drops_weak_ones():
+    anomaly_map = np.zeros((6, 12), np.float32)
+    anomaly_map[1:4, 1:4] = 0.85  # flank of the strong peak below
+    anomaly_map[2, 2] = 1.2
+    anomaly_map[1:4, 8:11] = 0.9  # as strong as the flank, but no pixel over the threshold
+    plain = hysteresis_mask(anomaly_map, threshold=1.0)
+    assert np.array_equal(plain, anomaly_map >= 1.0)
+    grown = hysteresis_mask(anomaly_map, threshold=1.0, low=0.8)
+    assert np.array_equal(grown[:, :6], anomaly_map[:, :6] >= 0.8)
+    assert not grown[:, 6:].any()
+    assert not hysteresis_mask(anomaly_map, threshold=2.0, low=0.1).any()

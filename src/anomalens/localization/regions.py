@@ -1,4 +1,4 @@
-"""Threshold an anomaly map and box its connected regions."""
+"""Threshold an anomaly map (with hysteresis) and box its connected regions."""
 
 from collections.abc import Iterator
 
@@ -9,6 +9,29 @@ from anomalens.results import Box
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 """Pixels touching by an edge or a corner belong to one region (as AUPRO counts regions)."""
+
+
+def hysteresis_mask(anomaly_map: np.ndarray, threshold: float, low: float = 1.0) -> np.ndarray:
+    """(H, W) bool: the 8-connected regions of pixels at or above `low` × `threshold` that hold
+    a pixel at or above `threshold` (`low` 1.0: the plain threshold). A defect's region so
+    grows from its peak down its flanks, and fragments of one defect joined by slightly weaker
+    pixels become one region, while weak regions without a strong pixel stay out."""
+    strong = anomaly_map >= threshold
+    if low >= 1.0 or not strong.any():
+        return strong
+    labels, _ = ndimage.label(anomaly_map >= low * threshold, structure=EIGHT_CONNECTED)
+    seeded = np.zeros(labels.max() + 1, dtype=bool)
+    seeded[labels[strong]] = True
+    seeded[0] = False
+    return seeded[labels]
+
+
+def extract_regions(
+    anomaly_map: np.ndarray, threshold: float, low: float, min_area: int
+) -> tuple[np.ndarray, list[Box]]:
+    """The mask (`hysteresis_mask`) and the boxes (`find_boxes`) of an anomaly map."""
+    mask = hysteresis_mask(anomaly_map, threshold, low)
+    return mask, find_boxes(anomaly_map, mask, min_area)
 
 
 def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list[Box]:

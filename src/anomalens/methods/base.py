@@ -36,6 +36,9 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
+    saved_defaults: ClassVar[dict[str, Any]] = {}
+    """Constructor keywords that a model saved before they existed is read with: what it did
+    then, where today's default would change it."""
 
     @abstractmethod
     def fit(self, images: list[np.ndarray], progress: bool = False) -> None:
