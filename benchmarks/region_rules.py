@@ -18,16 +18,15 @@ all (found, if not fitted well enough to count).
 import argparse
 import itertools
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from anomalens.calibration import calibrate
 from anomalens.cli.evaluate_types import single_dataset
 from anomalens.data.masks import load_mask
 from anomalens.evaluation.typed_runs import truth_regions
-from anomalens.features import resized
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
 from anomalens.localization.regions import extract_regions
 from anomalens.methods.ensemble import combined_grid
@@ -39,13 +38,27 @@ def combined_map(cached, key: str, size: tuple[int, int], how: str, sigma: float
     grids combined by `how`, as `Ensemble` and `Detector` build it."""
     members = sorted(k for k in cached.files if k.startswith("member") and k.endswith(f"_{key}"))
     grids = [cached[k].astype(np.float32) for k in members]
-    extents = [tuple(cached[k.replace("member", "extent", 1)]) for k in members]
     finest = max(range(len(grids)), key=lambda j: grids[j].size)
-    stacked = torch.stack(
-        [resized(torch.from_numpy(g)[None], grids[finest].shape)[0] for g in grids]
-    )
-    grid = combined_grid(stacked, how)
-    return anomaly_map(grid, extents[finest], size, sigma)
+    extent = tuple(cached[members[finest].replace("member", "extent", 1)])
+    return anomaly_map(combined_grid(grids, how), extent, size, sigma)
+
+
+def box_counts(maps, truths, threshold: float, low: float, min_area: int) -> Counter:
+    """Ground-truth boxes matched (IoU > 0.33, one to one) and touched, boxes predicted on
+    defective and on good images, and the images, of the detector's regions on `maps`."""
+    counts: Counter = Counter()
+    for anomaly, (_, boxes) in zip(maps, truths, strict=True):
+        _, found = extract_regions(anomaly, threshold, low, min_area)
+        if boxes is None:
+            counts["good"] += 1
+            counts["on_good"] += len(found)
+            continue
+        predicted = [(b.x0, b.y0, b.x1, b.y1) for b in found]
+        counts["matched"] += len(match_boxes(boxes, predicted, [b.score for b in found]))
+        counts["touched"] += int((iou_matrix(boxes, predicted) > 0).any(axis=1).sum())
+        counts["truth"] += len(boxes)
+        counts["on_defective"] += len(found)
+    return counts
 
 
 def main() -> None:
@@ -69,43 +82,38 @@ def main() -> None:
         meta = json.loads(str(cached["meta"]))
         by_path = {str(sample.path): sample for sample in single_dataset(Path(data)).test}
         samples = [by_path[path] for path in meta["paths"]]
-        held_keys = [k for k in cached.files if k.startswith("held_out_")]
+        held_out = {k: cached[k].shape for k in cached.files if k.startswith("held_out_")}
+        sizes = [cached[f"test_{index}"].shape for index in range(len(samples))]
+        truths = []
+        for sample, size in zip(samples, sizes, strict=True):
+            if sample.label == 0:
+                truths.append((None, None))
+            else:
+                mask = load_mask(sample.mask_path, size) if sample.mask_path else None
+                boxes, _ = truth_regions(sample, size)
+                truths.append((mask, [bounds for bounds, _ in boxes]))
         for how, sigma in itertools.product(args.combine, args.sigma):
             maxima = [
-                combined_map(cached, key, cached[key].shape, how, sigma).max() for key in held_keys
+                combined_map(cached, key, size, how, sigma).max() for key, size in held_out.items()
             ]
-            maps, truths = [], []
-            for index, sample in enumerate(samples):
-                size = cached[f"test_{index}"].shape
-                maps.append(combined_map(cached, f"test_{index}", size, how, sigma))
-                if sample.label == 0:
-                    truths.append((None, None))
-                else:
-                    mask = load_mask(sample.mask_path, size) if sample.mask_path else None
-                    boxes, _ = truth_regions(sample, size)
-                    truths.append((mask, [bounds for bounds, _ in boxes]))
+            maps = [
+                combined_map(cached, f"test_{index}", size, how, sigma)
+                for index, size in enumerate(sizes)
+            ]
             pixels = pixel_metrics(maps, [mask for mask, _ in truths])
-            for rate, low in itertools.product(args.box_false_alarm, args.hysteresis):
+            for rate in args.box_false_alarm:
                 threshold = calibrate(np.array(maxima, dtype=np.float64), rate).value
-                matched = touched = truth_count = on_defective = on_good = good = 0
-                for anomaly, (_, boxes) in zip(maps, truths, strict=True):
-                    _, found = extract_regions(anomaly, threshold, low, args.min_area)
-                    if boxes is None:
-                        good += 1
-                        on_good += len(found)
-                        continue
-                    predicted = [(b.x0, b.y0, b.x1, b.y1) for b in found]
-                    matched += len(match_boxes(boxes, predicted, [b.score for b in found]))
-                    touched += int((iou_matrix(boxes, predicted) > 0).any(axis=1).sum())
-                    truth_count += len(boxes)
-                    on_defective += len(found)
-                print(
-                    f"| {Path(data).name} | {how} | {sigma:g} | {rate:g} | {low:g} "
-                    f"| {matched / truth_count:.3f} | {touched / truth_count:.3f} "
-                    f"| {matched / max(on_defective, 1):.3f} | {on_good / good:.2f} "
-                    f"| {pixels['pixel_auroc']:.3f} | {pixels['aupro']:.3f} |",
-                    flush=True,
-                )
+                for low in args.hysteresis:
+                    counts = box_counts(maps, truths, threshold, low, args.min_area)
+                    print(
+                        f"| {Path(data).name} | {how} | {sigma:g} | {rate:g} | {low:g} "
+                        f"| {counts['matched'] / counts['truth']:.3f} "
+                        f"| {counts['touched'] / counts['truth']:.3f} "
+                        f"| {counts['matched'] / max(counts['on_defective'], 1):.3f} "
+                        f"| {counts['on_good'] / counts['good']:.2f} "
+                        f"| {pixels['pixel_auroc']:.3f} | {pixels['aupro']:.3f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from scipy import ndimage
 
 from anomalens.localization.regions import (
     EIGHT_CONNECTED,
+    extract_regions,
     find_boxes,
-    hysteresis_mask,
     region_masks,
 )
 
@@ -69,9 +69,9 @@ def test_hysteresis_grows_strong_regions_over_weaker_neighbours_and_drops_weak_o
     anomaly_map[1:4, 1:4] = 0.85  # flank of the strong peak below
     anomaly_map[2, 2] = 1.2
     anomaly_map[1:4, 8:11] = 0.9  # as strong as the flank, but no pixel over the threshold
-    plain = hysteresis_mask(anomaly_map, threshold=1.0)
+    plain, _ = extract_regions(anomaly_map, threshold=1.0)
     assert np.array_equal(plain, anomaly_map >= 1.0)
-    grown = hysteresis_mask(anomaly_map, threshold=1.0, low=0.8)
+    grown, _ = extract_regions(anomaly_map, threshold=1.0, low=0.8)
     assert np.array_equal(grown[:, :6], anomaly_map[:, :6] >= 0.8)
     assert not grown[:, 6:].any()
-    assert not hysteresis_mask(anomaly_map, threshold=2.0, low=0.1).any()
+    assert not extract_regions(anomaly_map, threshold=2.0, low=0.1)[0].any()

@@ -11,33 +11,19 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 """Pixels touching by an edge or a corner belong to one region (as AUPRO counts regions)."""
 
 
-def hysteresis_labels(anomaly_map: np.ndarray, threshold: float, low: float = 1.0) -> np.ndarray:
-    """(H, W) int32 labels (0: none; not consecutive) of the 8-connected regions of pixels at or
-    above `low` × `threshold` that hold a pixel at or above `threshold` (`low` 1.0: the plain
-    threshold). A defect's region so grows from its peak down its flanks, and fragments of one
-    defect joined by slightly weaker pixels become one region, while weak regions without a
-    strong pixel stay out. Labelled once, and the regions without one cleared in place, each
-    within its own box, so that a map costs its labels' 4 bytes per pixel and little more."""
-    labels, _ = ndimage.label(anomaly_map >= min(low, 1.0) * threshold, structure=EIGHT_CONNECTED)
-    if low < 1.0:
-        for label, found in enumerate(ndimage.find_objects(labels), start=1):
-            inside = labels[found] == label
-            if region_peak(anomaly_map[found], inside) < threshold:
-                labels[found][inside] = 0
-    return labels
-
-
-def hysteresis_mask(anomaly_map: np.ndarray, threshold: float, low: float = 1.0) -> np.ndarray:
-    """(H, W) bool: the pixels of the `hysteresis_labels` regions."""
-    return hysteresis_labels(anomaly_map, threshold, low) > 0
-
-
 def extract_regions(
-    anomaly_map: np.ndarray, threshold: float, low: float, min_area: int
+    anomaly_map: np.ndarray, threshold: float, low: float = 1.0, min_area: int = 1
 ) -> tuple[np.ndarray, list[Box]]:
-    """The mask and the boxes (as `find_boxes` draws them) of the `hysteresis_labels` regions."""
-    labels = hysteresis_labels(anomaly_map, threshold, low)
-    return labels > 0, labelled_boxes(anomaly_map, labels, min_area)
+    """The (H, W) bool mask and the boxes (as `find_boxes` draws them) of the 8-connected
+    regions of pixels at or above `low` × `threshold` that hold a pixel at or above `threshold`
+    (`low` 1.0: the plain threshold). A defect's region so grows from its peak down its flanks,
+    and fragments of one defect joined by slightly weaker pixels become one region, while weak
+    regions without a strong pixel stay out. The map is labelled once and each region read
+    once, within its own box, so that a map costs its labels' 4 bytes per pixel and little
+    more."""
+    labels, _ = ndimage.label(anomaly_map >= min(low, 1.0) * threshold, structure=EIGHT_CONNECTED)
+    boxes = _region_boxes(anomaly_map, labels, min_area, threshold)
+    return labels > 0, boxes
 
 
 def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list[Box]:
@@ -46,39 +32,29 @@ def find_boxes(anomaly_map: np.ndarray, mask: np.ndarray, min_area: int) -> list
     Each box carries its region's peak score and pixel area; the strongest region comes first.
     """
     labels, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    return labelled_boxes(anomaly_map, labels, min_area)
+    return _region_boxes(anomaly_map, labels, min_area)
 
 
-def labelled_boxes(anomaly_map: np.ndarray, labels: np.ndarray, min_area: int) -> list[Box]:
-    """`find_boxes` of the regions of a label image (0: none; labels may be missing)."""
+def _region_boxes(
+    anomaly_map: np.ndarray, labels: np.ndarray, min_area: int, seed: float = -np.inf
+) -> list[Box]:
+    """`find_boxes` of the regions of `labels` (as `ndimage.label` numbers them); a region
+    whose peak is under `seed` gets no box and is cleared from `labels` in place."""
     boxes = []
-    for label, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is None:
-            continue
-        rows, cols = found
+    for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
         # Areas and peaks from each region's own box: ndimage.maximum sorts the whole map,
         # seconds at 12 MP, and a bincount of the labels takes 8 bytes per pixel.
         inside = labels[rows, cols] == label
+        peak = float(np.max(anomaly_map[rows, cols], where=inside, initial=-np.inf))  # no copy
+        if peak < seed:
+            labels[rows, cols][inside] = 0
+            continue
         area = np.count_nonzero(inside)
         if area < min_area:
             continue
-        peak = region_peak(anomaly_map[rows, cols], inside)
-        boxes.append(
-            Box(
-                x0=cols.start,
-                y0=rows.start,
-                x1=cols.stop,
-                y1=rows.stop,
-                score=peak,
-                area=int(area),
-            )
-        )
+        bounds = {"x0": cols.start, "y0": rows.start, "x1": cols.stop, "y1": rows.stop}
+        boxes.append(Box(**bounds, score=peak, area=int(area)))
     return sorted(boxes, key=lambda box: box.score, reverse=True)
-
-
-def region_peak(scores: np.ndarray, inside: np.ndarray) -> float:
-    """The highest of `scores` where `inside` (no copy of them)."""
-    return float(np.max(scores, where=inside, initial=-np.inf))
 
 
 def region_masks(mask: np.ndarray, boxes: list[Box]) -> Iterator[np.ndarray]:

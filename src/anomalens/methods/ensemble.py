@@ -234,12 +234,8 @@ class Ensemble(Method):
     def _combined(self, parts: tuple[PatchScores, ...]) -> PatchScores:
         """One image's member scores, normalised, on the finest member's grid, combined."""
         finest = max(parts, key=lambda part: part.grid.size)
-        grids = torch.stack(
-            [
-                resized(torch.from_numpy(part.grid)[None], finest.grid.shape)[0] / float(scale)
-                for part, scale in zip(parts, self.map_scale, strict=True)
-            ]
-        )
+        scales = self.map_scale
+        grids = [part.grid / float(scale) for part, scale in zip(parts, scales, strict=True)]
         logs = log_scores([part.image_score for part in parts]) - self.image_log_mean
         z = logs / self.image_log_std if self.normalization == "z" else logs
         log_score = z.max() if self.combine == "max" else z.mean()
@@ -251,13 +247,16 @@ class Ensemble(Method):
         )
 
 
-def combined_grid(grids: torch.Tensor, how: str) -> np.ndarray:
-    """(h, w) float32 combination of (members, h, w) normalised grids: "max", "mean" or
-    "geomean" (the geometric mean, each score floored at MIN_GRID_SCORE)."""
+def combined_grid(grids: Sequence[np.ndarray], how: str) -> np.ndarray:
+    """(h, w) float32 combination of normalised (h_i, w_i) grids, each resized bilinearly onto
+    the finest (most positions): "max", "mean" or "geomean" (the geometric mean, each score
+    floored at MIN_GRID_SCORE)."""
+    shape = max(grids, key=np.size).shape
+    stacked = torch.stack([resized(torch.from_numpy(grid)[None], shape)[0] for grid in grids])
     if how == "max":
-        grid = grids.amax(dim=0)
+        combined = stacked.amax(dim=0)
     elif how == "mean":
-        grid = grids.mean(dim=0)
+        combined = stacked.mean(dim=0)
     else:
-        grid = grids.clamp(min=MIN_GRID_SCORE).log().mean(dim=0).exp()
-    return grid.numpy().astype(np.float32)
+        combined = stacked.clamp(min=MIN_GRID_SCORE).log().mean(dim=0).exp()
+    return combined.numpy().astype(np.float32)
