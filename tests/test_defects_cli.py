@@ -1,6 +1,7 @@
 """`anomalens defects` and `anomalens evaluate-types` on small synthetic images."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,28 @@ def test_predict_labels_boxes_in_results_and_coco(model, tmp_path):
     categories = {c["id"]: c["name"] for c in coco["categories"]}
     assert {"spot", "scratch"} <= set(categories.values())
     assert [categories[a["category_id"]] for a in coco["annotations"]] == ["scratch"]
+
+
+def test_train_names_types_by_a_classifier_until_untrained(model, tmp_path, capsys):
+    untyped = Detector.load(shutil.copytree(model, tmp_path / "model"))
+    for name in untyped.defect_types.names:  # the other tests' types
+        untyped.remove_defect_type(name)
+    trained = untyped.save(tmp_path / "model")
+    main(["defects", "add", str(trained), "spot", *examples(tmp_path, "spot")])
+    assert main(["defects", "train", str(trained)]) == 1
+    assert "needs at least two defect types" in capsys.readouterr().err
+    main(["defects", "add", str(trained), "scratch", *examples(tmp_path, "scratch", seed=50)])
+    capsys.readouterr()
+    assert main(["defects", "train", str(trained), "--steps", "30", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out examples named right: classifier" in out
+    assert "types chosen by a trained classifier (plain, 30 steps)" in out
+    classifier = Detector.load(trained).defect_types.classifier
+    assert (classifier.variant, classifier.steps, classifier.seed) == ("plain", 30, 1)
+    assert main(["defects", "untrain", str(trained)]) == 0
+    assert Detector.load(trained).defect_types.classifier is None
+    assert main(["defects", "untrain", str(trained)]) == 1
+    assert "has no trained classifier" in capsys.readouterr().err
 
 
 def write_category(root: Path) -> Path:

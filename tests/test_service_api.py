@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from defect_shapes import PLACES, scratch, spot
 from fastapi.testclient import TestClient
 from images import HEIGHT, WIDTH, texture, with_defect
 from PIL import Image
 
 from anomalens.cli import main, serve
+from anomalens.defect_types.supervised import CropClassifier
 from anomalens.detector import Detector
 from anomalens.results import Result
 from anomalens.service import Limits, create_app, jobs
@@ -352,6 +355,24 @@ def test_defect_types_are_added_from_examples_named_in_boxes_and_removed(client,
     assert removed.status_code == 200 and removed.json()["defect_types"] == []
     again = client.delete(f"/api/models/{model}/defect-types/spot")
     assert again.status_code == 404 and "no defect type 'spot'" in again.json()["detail"]
+
+
+def test_boxes_are_named_by_the_models_trained_classifier(client, models_dir):
+    detector = Detector(method="anomalydino", resolution=64, rotation=False)
+    detector.fit([texture(seed) for seed in range(8)])
+    detector.add_defect_type("spot", [spot(200 + i, *place) for i, place in enumerate(PLACES[:5])])
+    detector.add_defect_type("scratch", [scratch(300 + i, *p) for i, p in enumerate(PLACES[:5])])
+    head = detector.defect_types.train(CropClassifier()).model.head
+    with torch.no_grad():  # a classifier that names every spot a scratch, unlike the similarity
+        head.weight.copy_(head.weight.flip(0))
+        head.bias.copy_(head.bias.flip(0))
+    detector.save(models_dir / "named")
+    image = spot(400, *PLACES[5])
+    inspected = client.post("/api/models/named/inspect", files=uploads(("q.png", png_bytes(image))))
+    assert inspected.status_code == 200, inspected.text
+    (predicted,) = Detector.load(models_dir / "named").predict([image])
+    assert [box["defect_type"] for box in inspected.json()["results"][0]["boxes"]] == ["scratch"]
+    assert inspected.json()["results"][0]["boxes"] == [box.to_dict() for box in predicted.boxes]
 
 
 def test_masks_can_mark_the_defects_and_more_examples_extend_a_type(client, model):

@@ -12,6 +12,7 @@ from anomalens import calibration
 from anomalens.calibration import Threshold
 from anomalens.defect_types.examples import BoxesInput, MaskInput, example_regions, per_example
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
+from anomalens.defect_types.supervised import region_crop
 from anomalens.errors import ConfigError, ImageError
 from anomalens.io.images import as_rgb_array
 from anomalens.localization.maps import SMOOTHING_SIGMA, anomaly_map
@@ -370,8 +371,14 @@ class Detector:
             )
         arrays, sources, maps, regions = zip(*usable, strict=True)
         embeddings = self.defect_types.embedder.embed(list(arrays), list(maps), list(regions))
-        sources = [example for example, found in zip(sources, regions, strict=True) for _ in found]
-        self.defect_types.add(name, np.concatenate(embeddings), sources)
+        examples = [
+            (array, source, region)
+            for array, source, found in zip(arrays, sources, regions, strict=True)
+            for region in found
+        ]
+        crops = np.stack([region_crop(array, region) for array, _, region in examples])
+        sources = [source for _, source, _ in examples]
+        self.defect_types.add(name, np.concatenate(embeddings), sources, crops)
         return self
 
     def remove_defect_type(self, name: str) -> "Detector":

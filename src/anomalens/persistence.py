@@ -36,7 +36,6 @@ from anomalens.defect_types.registry import DefectTypeError, DefectTypes
 from anomalens.errors import ConfigError, DeviceError, MissingWeightsError, ModelFileError
 from anomalens.io.atomic import sync_to_disk
 from anomalens.methods.base import prefixed
-from anomalens.validation import ArraySpec
 
 if TYPE_CHECKING:
     from anomalens.detector import Detector
@@ -69,7 +68,7 @@ def save_detector(detector: "Detector", path: Path) -> Path:
         arrays = {
             f"method.{key}": np.ascontiguousarray(v) for key, v in detector.method.state().items()
         }
-        arrays |= {f"types.{name}": v for name, v in detector.defect_types.state().items()}
+        arrays |= detector.defect_types.state()
         save_file(arrays, str(staging / ARRAYS_FILE))
         document = {
             "format": FORMAT,
@@ -141,7 +140,8 @@ def load_detector(path: Path) -> "Detector":
         method_arrays = prefixed(arrays, "method.")
         validation.check_arrays(method_arrays, detector.method.state_spec())
         types = document.get("defect_types", {"types": []})
-        validation.check_arrays(prefixed(arrays, "types."), _type_specs(types["types"]))
+        type_arrays = {key: v for key, v in arrays.items() if not key.startswith("method.")}
+        validation.check_arrays(type_arrays, DefectTypes.state_spec(types))
         detector.method.load_state(method_arrays)
         detector.thresholds = {name: Threshold(**t) for name, t in document["thresholds"].items()}
         detector.references = document["references"]
@@ -150,7 +150,7 @@ def load_detector(path: Path) -> "Detector":
         detector.held_out_map_maxima = document.get("held_out_map_maxima", [])
         detector.calibration_warnings = document.get("calibration_warnings", {})
         if "defect_types" in document:
-            detector.defect_types = DefectTypes.restore(types, prefixed(arrays, "types."))
+            detector.defect_types = DefectTypes.restore(types, type_arrays)
     except (MissingWeightsError, DeviceError):  # the files are fine; this machine lacks a part
         raise
     except (ConfigError, DefectTypeError) as error:
@@ -242,11 +242,9 @@ def _check_document(document: Any, version: int) -> None:
             validation.mapping("a defect type", entry, ["name", "sources"])
             validation.text("a defect type's name", entry["name"])
             validation.texts(f"defect type {entry['name']!r} sources", entry["sources"])
-
-
-def _type_specs(types: list[dict[str, Any]]) -> dict[str, ArraySpec]:
-    """Each defect type's example embeddings: one row per source, one width for all."""
-    return {t["name"]: ArraySpec((len(t["sources"]), "width"), "float32") for t in types}
+            validation.flag(f"defect type {entry['name']!r} crops", entry.get("crops", False))
+        if types.get("classifier") is not None:
+            validation.mapping("defect_types.classifier", types["classifier"], ["types"])
 
 
 def _readable(file: Path) -> Path:

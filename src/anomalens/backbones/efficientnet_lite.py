@@ -8,6 +8,7 @@ that package's state dict.
 
 import importlib
 import math
+from copy import deepcopy
 from pathlib import Path
 from typing import ClassVar
 
@@ -160,6 +161,15 @@ class EfficientNetLite(Backbone):
                 if len(features) == len(wanted):
                     break
         return features
+
+    def truncated(self, level: str) -> "EfficientNetLite":
+        """A copy holding only the layers up to `level`, for fine-tuning: its forward gives
+        `level` and the levels before it, and it cannot `classify`."""
+        self.check_levels((level,))
+        copy = deepcopy(self)
+        copy._blocks = copy._blocks[: self.stage_ends[_LEVEL_STAGE[level]] + 1]
+        del copy._conv_head, copy._bn1, copy._fc
+        return copy
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000) for normalised `images`."""

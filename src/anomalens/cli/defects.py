@@ -1,4 +1,5 @@
-"""`anomalens defects add|list|remove|threshold MODEL ...`: name defect types from a few photos."""
+"""`anomalens defects add|list|remove|train|untrain|threshold MODEL ...`: name defect types
+from a few photos."""
 
 import argparse
 import sys
@@ -8,8 +9,10 @@ from pathlib import Path
 from anomalens.data import DatasetError
 from anomalens.data.boxes import read_typed_box_file
 from anomalens.defect_types import DefectTypeError, DefectTypes
+from anomalens.defect_types.supervised import VARIANTS, CropClassifier
 from anomalens.detector import Detector
 from anomalens.errors import AnomalensError, ImageError
+from anomalens.progress import spinner
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +64,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("model", type=Path, help="model folder")
     remove.add_argument("name", help="the defect type's name")
     remove.set_defaults(func=run_remove)
+    train = actions.add_parser(
+        "train",
+        help="fine-tune a CNN on the examples to choose each region's type",
+        description=(
+            "Fine-tune EfficientNet-Lite0 on crops around every registered example; from then "
+            "on it chooses each detected region's type, and a region is still 'unknown' when "
+            "it is unlike every type. It names shapes (as on printed circuit boards) better "
+            "than the similarity rule once there are about five examples per type, and "
+            "textures worse (docs/defect_types.md): the command first trains it on half of "
+            "each type's examples, names the other half, and prints how often it and the "
+            "similarity rule were right. Adding or removing a type drops the classifier."
+        ),
+    )
+    train.add_argument("model", type=Path, help="model folder")
+    train.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=CropClassifier.variant,
+        help="plain cross-entropy, class-weighted, or augmented rare types (default: %(default)s)",
+    )
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=CropClassifier.steps,
+        help="optimiser steps (default: %(default)s)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the training (default: 0)")
+    train.set_defaults(func=run_train)
+    untrain = actions.add_parser(
+        "untrain", help="drop the trained classifier: name types by similarity again"
+    )
+    untrain.add_argument("model", type=Path, help="model folder")
+    untrain.set_defaults(func=run_untrain)
     threshold = actions.add_parser(
         "threshold",
         help="set the similarity below which a region is 'unknown'",
@@ -159,6 +195,45 @@ def run_remove(args: argparse.Namespace) -> int:
     return _update(args.model, lambda detector: detector.remove_defect_type(args.name))
 
 
+def run_train(args: argparse.Namespace) -> int:
+    """Check the classifier on held-out examples, train it on all, save the model."""
+
+    def train(detector: Detector) -> None:
+        types = detector.defect_types
+        classifier = CropClassifier(args.variant, steps=args.steps, seed=args.seed)
+        with spinner("naming held-out examples"):
+            checked = types.held_out_accuracy(classifier)
+        with spinner(f"training on {sum(map(len, types.examples.values()))} examples"):
+            types.train(classifier)
+        if checked is None:
+            print("not checked on held-out examples: a type has only one example")
+            return
+        cnn, similarity = checked
+        print(
+            f"held-out examples named right: classifier {cnn:.0%}, similarity rule "
+            f"{similarity:.0%} (each half of every type's examples named by both trained on "
+            "the other)"
+        )
+        if cnn < similarity:
+            print(
+                f"the similarity rule did better here; `anomalens defects untrain {args.model}` "
+                "goes back to it"
+            )
+
+    return _update(args.model, train)
+
+
+def run_untrain(args: argparse.Namespace) -> int:
+    """Drop the classifier, save the model."""
+
+    def untrain(detector: Detector) -> None:
+        if detector.defect_types.classifier is None:
+            raise DefectTypeError(f"{args.model} has no trained classifier")
+        detector.defect_types.classifier = None
+
+    return _update(args.model, untrain)
+
+
 def run_threshold(args: argparse.Namespace) -> int:
     """Set or reset the unknown threshold, save the model, show the types."""
 
@@ -173,6 +248,11 @@ def describe(types: DefectTypes) -> list[str]:
     if not types.names:
         return ["no defect types registered"]
     lines = [f"{name}: {len(types.examples[name])} examples" for name in types.names]
+    if types.classifier is not None:
+        lines.append(
+            f"types chosen by a trained classifier ({types.classifier.variant}, "
+            f"{types.classifier.steps} steps)"
+        )
     threshold = types.threshold
     if types.unknown_threshold is not None:
         how = "set by hand"

@@ -9,16 +9,19 @@ a mirrored defect can be another defect. Training is bounded (64 px crops, a fix
 steps) so that it stays seconds on a shared machine.
 """
 
-import copy
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalens import validation
 from anomalens.backbones import load_backbone
+from anomalens.validation import ArraySpec
 
 CROP = 64
 """Side of the square crops, in pixels."""
@@ -28,17 +31,32 @@ VARIANTS = ("plain", "weighted", "augmented")
 LEVEL = "s16"
 
 
-def crop(image: np.ndarray, bounds: tuple[float, float, float, float]) -> torch.Tensor:
-    """(3, CROP, CROP) crop of an RGB uint8 image around a box, normalised for the backbone
-    (the image's edge pixels repeat where the crop leaves it)."""
+def crop_pixels(image: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """(CROP, CROP, 3) uint8 square crop of an RGB uint8 image around a box, CONTEXT times
+    the box's longer side (the image's edge pixels repeat where the crop leaves it)."""
     x0, y0, x1, y1 = bounds
     side = max(24.0, CONTEXT * max(x1 - x0, y1 - y0))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     height, width = image.shape[:2]
     xs = np.clip(np.linspace(cx - side / 2, cx + side / 2, CROP).round().astype(int), 0, width - 1)
     ys = np.clip(np.linspace(cy - side / 2, cy + side / 2, CROP).round().astype(int), 0, height - 1)
-    pixels = torch.from_numpy(np.ascontiguousarray(image[ys][:, xs])).permute(2, 0, 1).float()
-    return (pixels / 255.0 - 0.5) / 0.5
+    return np.ascontiguousarray(image[ys][:, xs])
+
+
+def region_crop(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """`crop_pixels` around the bounding box of an (H, W) bool region, not empty."""
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    return crop_pixels(image, (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+
+
+def normalised(pixels: np.ndarray) -> torch.Tensor:
+    """(n, 3, CROP, CROP) backbone input of (n, CROP, CROP, 3) uint8 crops."""
+    return (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+
+
+def crop(image: np.ndarray, bounds: tuple[float, float, float, float]) -> torch.Tensor:
+    """(3, CROP, CROP) normalised crop of an RGB uint8 image around a box (`crop_pixels`)."""
+    return normalised(crop_pixels(image, bounds)[None])[0]
 
 
 class CropNet(nn.Module):
@@ -46,7 +64,7 @@ class CropNet(nn.Module):
 
     def __init__(self, types: int):
         super().__init__()
-        self.backbone = copy.deepcopy(load_backbone("efficientnet_lite0")).requires_grad_(True)
+        self.backbone = load_backbone("efficientnet_lite0").truncated(LEVEL).requires_grad_(True)
         channels = self.backbone.forward(torch.zeros(1, 3, CROP, CROP), (LEVEL,))[LEVEL].shape[1]
         self.head = nn.Linear(channels, types)
 
@@ -73,10 +91,15 @@ class CropClassifier:
     learning_rate: float = 5e-4
     seed: int = 0
 
+    def __post_init__(self):
+        validation.choice("variant", self.variant, VARIANTS)
+        validation.integer("steps", self.steps, minimum=1)
+        validation.integer("batch_size", self.batch_size, minimum=1)
+        validation.number("learning_rate", self.learning_rate, above=0)
+        validation.integer("seed", self.seed)
+
     def fit(self, crops: torch.Tensor, targets: np.ndarray) -> "CropClassifier":
         """Train on (n, 3, CROP, CROP) crops of types `targets` (0 .. T-1)."""
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         torch.manual_seed(self.seed)
         generator = np.random.default_rng(self.seed)
         counts = np.bincount(targets)
@@ -112,6 +135,43 @@ class CropClassifier:
         """(n, T) type probabilities of crops."""
         chunks = [self.model(part).softmax(dim=1) for part in crops.split(128)]
         return torch.cat(chunks).numpy()
+
+    @property
+    def types(self) -> int:
+        """How many types the trained network tells apart."""
+        return self.model.head.out_features
+
+    def document(self) -> dict[str, Any]:
+        """JSON-serialisable settings and type count; the weights are in `state()`."""
+        return {**dataclasses.asdict(self), "types": self.types}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The trained network's parameters and BatchNorm statistics (scalars as 1-element
+        arrays, as saved arrays are)."""
+        return {
+            key: value.numpy().reshape(value.shape or (1,))
+            for key, value in self.model.state_dict().items()
+        }
+
+    @staticmethod
+    def state_spec(types: int) -> dict[str, ArraySpec]:
+        """What `state()` holds for a network telling `types` types apart."""
+        return {
+            key: ArraySpec(tuple(value.shape), str(value.numpy().dtype))
+            for key, value in CropNet(types).state_dict().items()
+        }
+
+    @classmethod
+    def restore(cls, document: dict[str, Any], arrays: dict[str, np.ndarray]) -> "CropClassifier":
+        """The trained classifier that `document()` and `state()` describe."""
+        settings = {key: value for key, value in document.items() if key != "types"}
+        classifier = cls(**settings)
+        classifier.model = CropNet(document["types"]).eval()
+        shapes = {key: value.shape for key, value in classifier.model.state_dict().items()}
+        classifier.model.load_state_dict(
+            {key: torch.from_numpy(value).reshape(shapes[key]) for key, value in arrays.items()}
+        )
+        return classifier
 
 
 def augment(crops: torch.Tensor, generator: np.random.Generator) -> torch.Tensor:

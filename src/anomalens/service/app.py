@@ -20,7 +20,7 @@ from anomalens.detector import Detector
 from anomalens.errors import AnomalensError, ImageError, MissingWeightsError
 from anomalens.methods import METHODS
 from anomalens.results import Result
-from anomalens.service import exports, labels
+from anomalens.service import exports
 from anomalens.service.errors import Conflict, NotFound, ServiceError
 from anomalens.service.jobs import FitJobs
 from anomalens.service.limits import BodySizeLimit, Limits
@@ -275,8 +275,8 @@ def _inspection_routes(store: ModelStore, log: InspectionLog, limits: Limits) ->
         images = [upload.image for upload in uploads]
         with store.use(name) as detector:
             results = detector.predict(images, label=False)
-            embeddings = labels.box_embeddings(detector.defect_types, images, results)
-            labels.label(detector.defect_types, results, embeddings)
+            embeddings = detector.defect_types.box_embeddings(images, results)
+            detector.defect_types.label(images, results, embeddings)
             threshold = detector.thresholds["image"].value
             pixel_threshold = detector.thresholds["pixel"].value
         inspected = [

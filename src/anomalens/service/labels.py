@@ -1,40 +1,14 @@
 """Defect-type labels the server can redo: each box's region embedding, kept with the result.
 
 `Detector.predict` labels boxes with the types registered at the time; the server also keeps
-every box's embedding, so that results inspected earlier get the types added or removed since
-(`relabelled`) without their images.
+every box's embedding (`DefectTypes.box_embeddings`), so that results inspected earlier get the
+types added or removed since (`relabelled`) without their images. Adding or removing a type
+drops a trained classifier, so the embeddings alone name those boxes as the model would.
 """
 
 import numpy as np
 
 from anomalens.defect_types.registry import DefectTypes
-from anomalens.localization.regions import region_masks
-from anomalens.results import Result
-
-
-def box_embeddings(
-    types: DefectTypes, images: list[np.ndarray], results: list[Result]
-) -> list[np.ndarray | None]:
-    """Per result, the (boxes, C) float32 region embeddings of its boxes (None without boxes)."""
-    boxed = [i for i, result in enumerate(results) if result.boxes]
-    embedded = types.embedder.embed(
-        [images[i] for i in boxed],
-        [results[i].anomaly_map for i in boxed],
-        [list(region_masks(results[i].mask, results[i].boxes)) for i in boxed],
-    )
-    embeddings: list[np.ndarray | None] = [None] * len(results)
-    for index, rows in zip(boxed, embedded, strict=True):
-        embeddings[index] = np.asarray(rows, dtype=np.float32)
-    return embeddings
-
-
-def label(types: DefectTypes, results: list[Result], embeddings: list[np.ndarray | None]) -> None:
-    """Set each box's defect type and similarity from its embedding (what `Detector.predict`
-    does, for results predicted with `label=False`)."""
-    for result, rows in zip(results, embeddings, strict=True):
-        if rows is not None:
-            for box, (name, similarity) in zip(result.boxes, matches(types, rows), strict=True):
-                box.defect_type, box.similarity = name, similarity
 
 
 def relabelled(types: DefectTypes, boxes: list[dict], embeddings: np.ndarray) -> list[dict]:
