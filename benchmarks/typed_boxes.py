@@ -3,7 +3,7 @@ cached, so that the pixel threshold's rate can be chosen without refitting or pr
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/typed_boxes.py MAPS.npz DATA
         [--box-false-alarm 0.2 ...] [--hysteresis 0.8] [--shots 1 5 10 all] [--episodes 20]
-        [-o report/]
+        [--classifier plain|weighted|augmented] [-o report/]
 
 Per rate: the pixel threshold is the log-normal bound of the held-out maps' maxima at that rate
 (as `Detector.fit` sets it), the boxes are the detector's (`extract_regions`: hysteresis 0.8,
@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from anomalens.calibration import calibrate
 from anomalens.cli.evaluate_types import shots_value, single_dataset
+from anomalens.defect_types.supervised import VARIANTS, CropClassifier
 from anomalens.detector import BOX_FALSE_ALARM, HYSTERESIS, Detector
 from anomalens.evaluation.typed_report import typed_report, typed_summary
 from anomalens.evaluation.typed_runs import embed_image, run_episodes
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--min-area", type=int, default=16)
     parser.add_argument("--hysteresis", type=float, default=HYSTERESIS)
+    parser.add_argument("--classifier", choices=VARIANTS)
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     cached = np.load(args.maps)
@@ -60,8 +62,11 @@ def main() -> None:
             result = Result(meta["scores"][index], anomaly_map, mask, boxes)
             found = embed_image(embedder, sample, picture, result, skipped)
             images += [found] if found else []
-        episodes = run_episodes(images, args.shots, args.episodes, seed=0)
-        settings = argparse.Namespace(data=args.data, episodes=args.episodes, seed=[0])
+        classifier = CropClassifier(args.classifier) if args.classifier else None
+        episodes = run_episodes(images, args.shots, args.episodes, 0, classifier)
+        settings = argparse.Namespace(
+            data=args.data, episodes=args.episodes, seed=[0], classifier=args.classifier
+        )
         detector = {
             "maps": str(args.maps),
             "box_false_alarm": rate,

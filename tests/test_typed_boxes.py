@@ -10,6 +10,7 @@ from test_defects_cli import write_category
 
 from anomalens.cli import main
 from anomalens.data import Sample
+from anomalens.defect_types.supervised import CROP, CropClassifier
 from anomalens.evaluation.typed_boxes import TypedBoxCounts, average_precision
 from anomalens.evaluation.typed_report import OVERALL
 from anomalens.evaluation.typed_runs import (
@@ -72,12 +73,15 @@ def embedded(kind: str, truth: bool, seed: int) -> EmbeddedImage:
     row = np.eye(4, dtype=np.float32)[axis] + np.random.default_rng(seed).normal(0, 0.05, 4)
     row /= np.linalg.norm(row)
     sample = Sample(Path(f"{seed}.png"), int(truth), kind if truth else "good")
+    crop = np.full((1, CROP, CROP, 3), 255 * axis, np.uint8)  # open black, short white
     return EmbeddedImage(
         sample,
         [((0, 0, 10, 10), kind)] if truth else None,
         row[None] if truth else np.empty((0, 4)),
+        crop if truth else np.empty((0, CROP, CROP, 3), np.uint8),
         [((0, 0, 10, 9), 1.0)],
         row[None],
+        crop,
     )
 
 
@@ -91,6 +95,18 @@ def test_episodes_name_each_query_box_from_examples_of_the_other_half():
         figures = counts.figures()
         assert figures["box_recall"] == 1.0 and figures["false_boxes_per_good_image"] == 1.0
         assert figures["recall"] + figures["unknown_rate"] == pytest.approx(1.0)
+
+
+def test_a_classifier_trained_per_episode_names_the_boxes_from_their_crops():
+    images = [embedded(kind, True, seed) for seed, kind in enumerate(["open", "short"] * 6)]
+    for image in images:  # one embedding for both types: only the crops tell them apart
+        image.truth_embeddings = image.box_embeddings = np.eye(4, dtype=np.float32)[:1]
+    by_similarity = run_episodes(images, [2], episodes=2, seed=0)
+    by_classifier = run_episodes(
+        images, [2], episodes=2, seed=0, classifier=CropClassifier(steps=10)
+    )
+    assert all(c.figures()["recall"] < 1.0 for c in by_similarity["2"])  # all called open
+    assert [c.figures()["recall"] for c in by_classifier["2"]] == [1.0, 1.0]
 
 
 def test_examples_are_drawn_per_type_up_to_the_shots_asked():
@@ -130,6 +146,17 @@ def test_evaluate_types_boxes_writes_every_figure_per_shots(tmp_path, capsys):
     report = (output / "report.md").read_text()
     assert "| examples per type | typed precision |" in report and "## all examples" in report
     assert report in capsys.readouterr().out
+
+
+def test_evaluate_types_boxes_can_name_by_a_classifier_trained_per_episode(tmp_path, capsys):
+    data = write_category(tmp_path / "category")
+    output = tmp_path / "report"
+    command = ["evaluate-types", str(data), "--boxes", "--shots", "2", "--episodes", "1"]
+    command += ["--good", "4", "--method", "anomalydino", "--resolution", "64"]
+    command += ["--param", "rotation=false", "--classifier", "augmented", "-o", str(output)]
+    assert main(command) == 0
+    assert json.loads((output / "metrics.json").read_text())["classifier"] == "augmented"
+    assert "types named by a CNN (augmented)" in capsys.readouterr().out
 
 
 def test_several_shots_need_boxes(tmp_path, capsys):

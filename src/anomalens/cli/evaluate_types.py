@@ -16,6 +16,7 @@ from anomalens.defect_types.episodes import (
 )
 from anomalens.defect_types.labelled import REGION_SOURCES, embed_defects
 from anomalens.defect_types.registry import DEFAULT_RULE
+from anomalens.defect_types.supervised import VARIANTS, CropClassifier
 from anomalens.detector import Detector
 from anomalens.errors import ConfigError
 from anomalens.evaluation.typed_boxes import TypedBoxCounts
@@ -72,6 +73,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--open-set do not apply",
     )
     parser.add_argument(
+        "--classifier",
+        choices=VARIANTS,
+        help="with --boxes: name the boxes by a CNN trained on each episode's example crops "
+        "(as `defects train` does) instead of the similarity rule",
+    )
+    parser.add_argument(
         "--open-set",
         action="store_true",
         help="also run episodes holding one type out, which should come back 'unknown'",
@@ -126,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     """Embed, run the episodes, write and print the report."""
     if args.boxes:
         return run_boxes(args)
-    if len(args.shots) > 1 or args.shots[0] == ALL or len(args.seed) > 1:
-        raise ConfigError("several --shots or --seed values, and 'all', need --boxes")
+    if len(args.shots) > 1 or args.shots[0] == ALL or len(args.seed) > 1 or args.classifier:
+        raise ConfigError("several --shots or --seed values, 'all' and --classifier need --boxes")
     args.shots, args.seed = args.shots[0], args.seed[0]
     dataset = single_dataset(args.data)
     detector = Detector.load(args.model) if args.model else fitted_detector(dataset, args, 4)
@@ -188,6 +195,7 @@ def run_boxes(args: argparse.Namespace) -> int:
     dataset = single_dataset(args.data)
     skipped = list(dataset.problems)
     episodes: dict[str, list[TypedBoxCounts]] = {str(value): [] for value in args.shots}
+    classifier = CropClassifier(args.classifier) if args.classifier else None
     config = None
     for seed in args.seed:
         detector = (
@@ -196,7 +204,8 @@ def run_boxes(args: argparse.Namespace) -> int:
         config = detector.config()
         references = [Path(name) for name in detector.references]
         images = embed_test_set(detector, test_samples_of(dataset, references), skipped)
-        for value, counts in run_typed_episodes(images, args.shots, args.episodes, seed).items():
+        outcome = run_typed_episodes(images, args.shots, args.episodes, seed, classifier)
+        for value, counts in outcome.items():
             episodes[value] += counts
     summary = typed_summary(args, config, episodes, skipped)
     write_json(args.output / "metrics.json", summary)

@@ -58,6 +58,7 @@ def typed_summary(
         "detector": detector,
         "episodes": args.episodes,
         "seeds": args.seed,
+        "classifier": args.classifier,
         "results": results,
         "skipped": skipped,
     }
@@ -73,6 +74,12 @@ def typed_report(summary: dict[str, Any]) -> str:
         f"- {summary['episodes']} episodes × seeds {summary['seeds']} ({episodes} in all): each "
         "queries half the defective images and every good one, its examples drawn from the "
         "other half",
+        "- types named by "
+        + (
+            f"a CNN ({summary['classifier']}) trained on each episode's example crops"
+            if summary.get("classifier")
+            else "the similarity rule"
+        ),
         "- means over episodes with 95% confidence intervals",
         "",
         "| examples per type | " + " | ".join(OVERALL.values()) + " |",

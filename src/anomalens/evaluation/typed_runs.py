@@ -6,10 +6,11 @@ ground-truth regions (boxes, or the connected components of its mask) and its pr
 regions. Episodes are then cheap: each splits the defective images into a query half and an
 example pool; for every K the types are registered from K example regions of each type drawn
 from the pool (K = "all": every region of the pool), and the predicted boxes of the query half
-and of every good test image are named and scored.
+and of every good test image are named and scored; with a classifier (`defects train`) it is
+trained on the examples' crops in every episode and names the boxes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from anomalens.data.masks import load_mask
 from anomalens.defect_types.embedding import RegionEmbedder
 from anomalens.defect_types.examples import box_region
 from anomalens.defect_types.registry import DefectTypes
+from anomalens.defect_types.supervised import CROP, CropClassifier, crop_pixels
 from anomalens.detector import Detector
 from anomalens.errors import ImageError
 from anomalens.evaluation.typed_boxes import TypedBoxCounts, TypedTruth
@@ -41,15 +43,19 @@ class EmbeddedImage:
         sample: the test sample.
         truth: its typed ground-truth boxes; None for a good image.
         truth_embeddings: (len(truth), C) embeddings of the ground-truth regions.
+        truth_crops: (len(truth), CROP, CROP, 3) uint8 crops around them (`crop_pixels`).
         boxes: (bounds, detection score) of each predicted box, strongest first.
         box_embeddings: (len(boxes), C) embeddings of the predicted boxes' regions.
+        box_crops: (len(boxes), CROP, CROP, 3) uint8 crops around the predicted boxes.
     """
 
     sample: Sample
     truth: TypedTruth | None
     truth_embeddings: np.ndarray
+    truth_crops: np.ndarray
     boxes: list[tuple[tuple[int, int, int, int], float]]
     box_embeddings: np.ndarray
+    box_crops: np.ndarray
 
 
 def truth_regions(sample: Sample, image_size: tuple[int, int]) -> tuple[TypedTruth, list]:
@@ -106,36 +112,56 @@ def embed_image(
     predicted = list(region_masks(result.mask, result.boxes))
     [rows] = embedder.embed([image], [result.anomaly_map], [regions + predicted])
     boxes = [((b.x0, b.y0, b.x1, b.y1), b.score) for b in result.boxes]
-    return EmbeddedImage(sample, truth, rows[: len(regions)], boxes, rows[len(regions) :])
+    truth_crops = crops(image, [bounds for bounds, _ in truth or []])
+    box_crops = crops(image, [bounds for bounds, _ in boxes])
+    return EmbeddedImage(
+        sample, truth, rows[: len(regions)], truth_crops, boxes, rows[len(regions) :], box_crops
+    )
+
+
+def crops(image: np.ndarray, bounds: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """(len(bounds), CROP, CROP, 3) uint8 `crop_pixels` of `image` around each box."""
+    return np.array([crop_pixels(image, box) for box in bounds], dtype=np.uint8).reshape(
+        len(bounds), CROP, CROP, 3
+    )
 
 
 def draw_examples(
     pool: list[EmbeddedImage], shots: Shots, rng: np.random.Generator
-) -> dict[str, list[np.ndarray]]:
-    """Example embeddings per type from the pool's ground-truth regions, images in random
-    order: the first `shots` of each type (fewer where the pool has fewer), or all for ALL."""
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Example (embedding, crop) pairs per type from the pool's ground-truth regions, images in
+    random order: the first `shots` of each type (fewer where the pool has fewer), or all for
+    ALL."""
     wanted = None if shots == ALL else int(shots)
-    examples: dict[str, list[np.ndarray]] = {}
+    examples: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for index in rng.permutation(len(pool)):
         image = pool[index]
-        for (_, kind), row in zip(image.truth, image.truth_embeddings, strict=True):
+        for (_, kind), row, crop in zip(
+            image.truth, image.truth_embeddings, image.truth_crops, strict=True
+        ):
             taken = examples.setdefault(kind, [])
             if wanted is None or len(taken) < wanted:
-                taken.append(row)
+                taken.append((row, crop))
     return examples
 
 
 def score_episode(
-    queries: list[EmbeddedImage], examples: dict[str, list[np.ndarray]]
+    queries: list[EmbeddedImage],
+    examples: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    classifier: CropClassifier | None = None,
 ) -> TypedBoxCounts:
-    """Register the examples with the default rule and calibrated unknown threshold, name the
-    queries' predicted boxes and count them."""
+    """Register the examples with the default rule and calibrated unknown threshold (and train
+    a copy of `classifier` on them, when given), name the queries' predicted boxes and count
+    them."""
     types = DefectTypes()
-    for kind, rows in sorted(examples.items()):
-        types.add(kind, np.stack(rows), [""] * len(rows))
+    for kind, pairs in sorted(examples.items()):
+        rows, crops = zip(*pairs, strict=True)
+        types.add(kind, np.stack(rows), [""] * len(rows), np.stack(crops))
+    if classifier is not None:
+        types.train(replace(classifier))
     counts = TypedBoxCounts()
     for image in queries:
-        names = types.match(image.box_embeddings) if image.boxes else []
+        names = types.match(image.box_embeddings, image.box_crops) if image.boxes else []
         predicted = [
             (bounds, name, score)
             for (bounds, score), (name, _) in zip(image.boxes, names, strict=True)
@@ -145,9 +171,14 @@ def score_episode(
 
 
 def run_episodes(
-    images: list[EmbeddedImage], shots: list[Shots], episodes: int, seed: int
+    images: list[EmbeddedImage],
+    shots: list[Shots],
+    episodes: int,
+    seed: int,
+    classifier: CropClassifier | None = None,
 ) -> dict[str, list[TypedBoxCounts]]:
-    """The counts of every episode for each shots value (keyed by its text)."""
+    """The counts of every episode for each shots value (keyed by its text); with
+    `classifier`, a copy trained per episode names the boxes (`score_episode`)."""
     defective = [image for image in images if image.truth is not None]
     good = [image for image in images if image.truth is None]
     rng = np.random.default_rng(seed)
@@ -159,7 +190,7 @@ def run_episodes(
         pool = [defective[i] for i in order[half:]]
         for value in shots:
             examples = draw_examples(pool, value, rng)
-            outcome[str(value)].append(score_episode(queries, examples))
+            outcome[str(value)].append(score_episode(queries, examples, classifier))
     return outcome
 
 
