@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from synthetic_data import SIZE, make_folders, make_mvtec, write_mask
 
+from anomalens import Detector
 from anomalens.cli import main
 from anomalens.data import Sample
 from anomalens.data.shots import seeded_order
@@ -116,6 +117,30 @@ def test_reference_list_fixes_the_references_exactly(tmp_path):
     [run] = read_metrics(out)["runs"]
     assert (run["shots"], run["seed"]) == ("list", 0)
     assert run["references"] == ["train/good/004.png", "train/good/001.png"]
+
+
+def test_a_saved_model_is_evaluated_as_it_is_and_scores_as_its_own_fit(tmp_path, capsys):
+    data = make_mvtec(tmp_path / "tile")
+    (tmp_path / "refs.txt").write_text("train/good/004.png\ntrain/good/001.png\n")
+    fitted = tmp_path / "fitted"
+    assert (
+        evaluate_cli(data, fitted, "--seeds", "0", "--references", str(tmp_path / "refs.txt")) == 0
+    )
+    detector = Detector(method="anomalydino", resolution=64, rotation=False, masking=False)
+    references = [str(data / "train/good/004.png"), str(data / "train/good/001.png")]
+    model = detector.fit(references, names=references).save(tmp_path / "model")
+    loaded = tmp_path / "loaded"
+    assert main(["evaluate", str(data), "--model", str(model), "-o", str(loaded)]) == 0
+    [run], [own] = read_metrics(loaded)["runs"], read_metrics(fitted)["runs"]
+    assert run["references"] == own["references"] and run["fit_seconds"] is None
+    assert run["metrics"] == own["metrics"]
+    assert read_metrics(loaded)["settings"]["model"] == str(model)
+    assert (loaded / "scores.csv").read_text() == (fitted / "scores.csv").read_text()
+    other = make_mvtec(tmp_path / "other")
+    assert main(["evaluate", str(other), "--model", str(model), "-o", str(loaded)]) == 1
+    assert "is not in this folder" in capsys.readouterr().err
+    assert main(["evaluate", str(data), "--runtime", "torch", "-o", str(loaded)]) == 1
+    assert "--runtime and --device need --model" in capsys.readouterr().err
 
 
 def test_unreadable_test_image_is_skipped_and_reported(tmp_path):

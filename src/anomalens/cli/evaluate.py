@@ -3,8 +3,9 @@
 import argparse
 from pathlib import Path
 
-from anomalens.cli.options import add_detector_options, detector_params
+from anomalens.cli.options import add_detector_options, add_runtime_options, detector_params
 from anomalens.data.shots import parse_shots
+from anomalens.errors import ConfigError
 from anomalens.evaluation import EvaluationSettings, evaluate
 
 
@@ -46,6 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="use exactly these references (one path per line, relative to DATA) instead of "
         "the seeded draw; --shots is then ignored",
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="evaluate this saved or exported model as it is instead of fitting: its own "
+        "references (which must be in DATA, one category) are left out of the test set; "
+        "--shots, --seeds, --references and the detector options do not apply; --runtime "
+        "and --device say where it runs",
+    )
+    add_runtime_options(parser)
     parser.add_argument(
         "--boxes",
         type=Path,
@@ -90,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
         method_params=detector_params(args.param),
         batch_size=args.batch_size,
         save_maps=args.save_maps,
+        model=str(args.model) if args.model else None,
+        runtime=args.runtime,
+        device=args.device,
     )
+    if (args.runtime or args.device != "cpu") and not args.model:
+        raise ConfigError("--runtime and --device need --model")
     evaluate(args.data, args.output, settings, args.references, boxes=args.boxes)
     print(f"report written to {args.output / 'report.md'}")
     return 0

@@ -51,6 +51,11 @@ class EvaluationSettings:
         save_maps: keep every test image's anomaly map (float16) for maps.npz.
         overlay_examples: re-predict the images of the overlay grid (overlays.png); benchmarks
             that write no report switch it off.
+        model: a saved or exported model folder evaluated as it is instead of fitting one: its
+            own references are left out of the test set, and shots, seeds and the detector's
+            settings do not apply (one run, "list" references).
+        runtime: the runtime the model's backbones run in, and device the device (see
+            `Detector.load`).
     """
 
     method: str | None = None
@@ -62,6 +67,9 @@ class EvaluationSettings:
     batch_size: int = 8
     save_maps: bool = False
     overlay_examples: bool = True
+    model: str | None = None
+    runtime: str | None = None
+    device: str | None = None
 
     def build_detector(self, seed: int) -> Detector:
         """An unfitted Detector with these settings and `seed`."""
@@ -104,7 +112,7 @@ class Run:
         scores: every scored test sample with its image score.
         metrics: metric name -> value (None when undefined, e.g. pixel metrics without masks):
             the threshold-free metrics and the OPERATING_METRICS.
-        fit_seconds: wall time of `Detector.fit`.
+        fit_seconds: wall time of `Detector.fit`; None for a model evaluated as it is.
         ms_per_image: wall time of `Detector.predict` per test image, in milliseconds.
         skipped: "path: problem" for each unreadable image or mask left out.
         maps: float16 anomaly maps keyed by path relative to the data root (with save_maps).
@@ -119,7 +127,7 @@ class Run:
     references: list[Path]
     scores: list[tuple[Sample, float]]
     metrics: dict[str, float | None]
-    fit_seconds: float
+    fit_seconds: float | None
     ms_per_image: float
     skipped: list[str]
     detector_config: dict[str, Any]
@@ -151,6 +159,12 @@ def iter_runs(
     """
     shots_settings: list[Shots] = [LISTED] if fixed_references else list(settings.shots)
     plan = list(itertools.product(shots_settings, settings.seeds))
+    if settings.model:
+        if len(datasets) != 1:
+            raise DatasetError(
+                f"{root}: a model is evaluated on one category, found {len(datasets)}"
+            )
+        plan = [(LISTED, 0)]
     check_plan(datasets, plan)
     bar = tqdm(total=len(datasets) * len(plan), desc="runs", unit="run", disable=not progress)
     for dataset in datasets:
@@ -181,6 +195,20 @@ def listed_references(dataset: Dataset, listed: list[Path]) -> tuple[list[Path],
     if not references:
         raise DatasetError(f"{dataset.root}: the reference list names no image in this folder")
     return references, [load_image(path) for path in references]
+
+
+def model_references(dataset: Dataset, detector: Detector) -> list[Path]:
+    """The fitted `detector`'s references, which must lie in `dataset`'s folder (so that they
+    are left out of its test set)."""
+    category_root = dataset.root.resolve()
+    references = [Path(name) for name in detector.references]
+    outside = [path for path in references if not path.resolve().is_relative_to(category_root)]
+    if outside:
+        raise DatasetError(
+            f"{dataset.root}: the model's reference {outside[0]} is not in this folder, so the "
+            "test set cannot leave its references out"
+        )
+    return references
 
 
 def seeded_references(
@@ -224,13 +252,18 @@ def run_once(
     """
     skipped: list[str] = []
     label = f"{dataset.name} {shots}-shot seed {seed}"
-    with spinner(f"{label}: loading references", progress):
-        if fixed_references:
-            references, images = listed_references(dataset, fixed_references)
-        else:
-            references, images = seeded_references(dataset, shots, seed, skipped)
-    detector = settings.build_detector(seed)
-    _, fit_seconds = standalone_seconds(cache, partial(detector.fit, images, progress))
+    fit_seconds: float | None = None
+    if settings.model:
+        detector = Detector.load(settings.model, settings.runtime, settings.device)
+        references = model_references(dataset, detector)
+    else:
+        with spinner(f"{label}: loading references", progress):
+            if fixed_references:
+                references, images = listed_references(dataset, fixed_references)
+            else:
+                references, images = seeded_references(dataset, shots, seed, skipped)
+        detector = settings.build_detector(seed)
+        _, fit_seconds = standalone_seconds(cache, partial(detector.fit, images, progress))
     test = test_samples(dataset, references)
     pixels = PixelMetrics() if dataset.has_masks else None
     operating = OperatingPoint()

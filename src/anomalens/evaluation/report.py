@@ -123,9 +123,12 @@ def metrics_document(
             "backbone": settings.backbone,
             "resolution": settings.resolution,
             "method_params": settings.method_params,
-            "shots": [LISTED] if reference_list else settings.shots,
+            "shots": [LISTED] if reference_list or settings.model else settings.shots,
             "seeds": settings.seeds,
             "reference_list": str(reference_list) if reference_list else None,
+            "model": settings.model,
+            "runtime": settings.runtime,
+            "device": settings.device,
         },
         "detector": runs[0].detector_config if runs else None,
         "runs": [
