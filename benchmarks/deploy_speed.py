@@ -13,10 +13,15 @@ AUROCs. Each image is predicted once untimed first (each MTD tile has its own si
 benchmarks/speed.py). Timings are noisy on a shared machine: read the ratios.
 
     nice .venv/bin/python benchmarks/deploy_speed.py [--data-root ../shared/data] \
-        [--shots 16] [--images 24] [--peer /path/to/peer] [--threads 1 2]
+        [--shots 16] [--images 24] [--peer /path/to/peer] [--threads 1 2] [--keep DIR]
+
+With --keep, each dataset's references list, fitted model and exports stay in DIR/<dataset>
+(model, onnx, int8), for `anomalens evaluate DATA --model DIR/<dataset>/int8` to measure their
+accuracy on the whole test set.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -195,6 +200,7 @@ def main() -> None:
     parser.add_argument("--peer", type=Path, help="a set-up copy of ../shared/peer (venv inside)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    parser.add_argument("--keep", type=Path, help="keep each dataset's models in KEEP/<dataset>")
     parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -205,7 +211,10 @@ def main() -> None:
 
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start")
     for dataset in discover(args.data_root):
-        with tempfile.TemporaryDirectory() as folder:
+        kept = args.keep / dataset.name if args.keep else None
+        if kept:
+            kept.mkdir(parents=True)  # a new folder: exports refuse a non-empty one
+        with contextlib.nullcontext(kept) if kept else tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
             references = [str(p) for p in seeded_order(dataset.pool, 0)[: args.shots]]
             (work / "references.txt").write_text("\n".join(references))
