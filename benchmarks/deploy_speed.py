@@ -87,14 +87,12 @@ class Stopwatch:
 
 def predict_worker(model: Path, runtime: str, threads: int, tests: list[str]) -> dict:
     """Load the model in `runtime` on `threads` threads; time each stage over `tests`."""
-    import faiss
-    import torch
-
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
     from anomalens import Detector
     from anomalens.io.images import load_image
     from anomalens.runtime.package import feature_extractors
+    from anomalens.threads import set_threads
+
+    set_threads(threads)  # what a Detector keeps; torch's own setting it would reset to 1
 
     detector = Detector.load(model, runtime=runtime)
     watch = Stopwatch()
