@@ -371,14 +371,9 @@ class Detector:
             )
         arrays, sources, maps, regions = zip(*usable, strict=True)
         embeddings = self.defect_types.embedder.embed(list(arrays), list(maps), list(regions))
-        examples = [
-            (array, source, region)
-            for array, source, found in zip(arrays, sources, regions, strict=True)
-            for region in found
-        ]
-        crops = np.stack([region_crop(array, region) for array, _, region in examples])
-        sources = [source for _, source, _ in examples]
-        self.defect_types.add(name, np.concatenate(embeddings), sources, crops)
+        crops = [region_crop(a, r) for a, found in zip(arrays, regions, strict=True) for r in found]
+        sources = [example for example, found in zip(sources, regions, strict=True) for _ in found]
+        self.defect_types.add(name, np.concatenate(embeddings), sources, np.stack(crops))
         return self
 
     def remove_defect_type(self, name: str) -> "Detector":

@@ -9,7 +9,7 @@ import numpy as np
 from anomalens import validation
 from anomalens.calibration import prediction_margin
 from anomalens.defect_types.embedding import RegionEmbedder
-from anomalens.defect_types.supervised import CROP, CropClassifier, crop_pixels, normalised
+from anomalens.defect_types.supervised import CROP, CropClassifier, box_crops, normalised
 from anomalens.errors import AnomalensError, ConfigError
 from anomalens.localization.regions import region_masks
 from anomalens.methods.base import prefixed
@@ -276,9 +276,7 @@ class DefectTypes:
                 continue
             crops = None
             if self.classifier is not None:
-                crops = np.stack(
-                    [crop_pixels(image, (b.x0, b.y0, b.x1, b.y1)) for b in result.boxes]
-                )
+                crops = box_crops(image, [(b.x0, b.y0, b.x1, b.y1) for b in result.boxes])
             for box, (name, similarity) in zip(result.boxes, self.match(rows, crops), strict=True):
                 box.defect_type, box.similarity = name, similarity
 

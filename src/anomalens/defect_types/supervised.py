@@ -43,6 +43,12 @@ def crop_pixels(image: np.ndarray, bounds: tuple[float, float, float, float]) ->
     return np.ascontiguousarray(image[ys][:, xs])
 
 
+def box_crops(image: np.ndarray, bounds: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """(len(bounds), CROP, CROP, 3) uint8 `crop_pixels` of `image` around each box."""
+    crops = [crop_pixels(image, box) for box in bounds]
+    return np.array(crops, dtype=np.uint8).reshape(len(bounds), CROP, CROP, 3)
+
+
 def region_crop(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     """`crop_pixels` around the bounding box of an (H, W) bool region, not empty."""
     rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))

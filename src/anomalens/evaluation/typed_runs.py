@@ -22,7 +22,7 @@ from anomalens.data.masks import load_mask
 from anomalens.defect_types.embedding import RegionEmbedder
 from anomalens.defect_types.examples import box_region
 from anomalens.defect_types.registry import DefectTypes
-from anomalens.defect_types.supervised import CROP, CropClassifier, crop_pixels
+from anomalens.defect_types.supervised import CropClassifier, box_crops
 from anomalens.detector import Detector
 from anomalens.errors import ImageError
 from anomalens.evaluation.typed_boxes import TypedBoxCounts, TypedTruth
@@ -112,17 +112,16 @@ def embed_image(
     predicted = list(region_masks(result.mask, result.boxes))
     [rows] = embedder.embed([image], [result.anomaly_map], [regions + predicted])
     boxes = [((b.x0, b.y0, b.x1, b.y1), b.score) for b in result.boxes]
-    truth_crops = crops(image, [bounds for bounds, _ in truth or []])
-    box_crops = crops(image, [bounds for bounds, _ in boxes])
+    truth_crops = box_crops(image, [bounds for bounds, _ in truth or []])
+    predicted_crops = box_crops(image, [bounds for bounds, _ in boxes])
     return EmbeddedImage(
-        sample, truth, rows[: len(regions)], truth_crops, boxes, rows[len(regions) :], box_crops
-    )
-
-
-def crops(image: np.ndarray, bounds: list[tuple[float, float, float, float]]) -> np.ndarray:
-    """(len(bounds), CROP, CROP, 3) uint8 `crop_pixels` of `image` around each box."""
-    return np.array([crop_pixels(image, box) for box in bounds], dtype=np.uint8).reshape(
-        len(bounds), CROP, CROP, 3
+        sample,
+        truth,
+        rows[: len(regions)],
+        truth_crops,
+        boxes,
+        rows[len(regions) :],
+        predicted_crops,
     )
 
 
