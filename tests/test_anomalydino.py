@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from images import texture
+from images import texture, with_defect
 
 from anomalens import Detector
 from anomalens.errors import ImageError
@@ -135,3 +135,16 @@ def test_position_statistics_refuse_images_of_another_size():
     method.fit([texture(seed) for seed in range(3)])
     with pytest.raises(ImageError, match="needs images of one size"):
         method.score([texture(5, width=160)])
+
+
+def test_an_approximate_bank_gives_the_image_scores_of_exact_search():
+    images = [texture(seed, 128, 160) for seed in range(4)]
+    tests = [with_defect(texture(9, 128, 160)), texture(10, 128, 160)]
+    scores = {}
+    for approximate in (True, False):
+        method = AnomalyDINO(resolution=128, masking=False, approximate=approximate)
+        method.fit(images)
+        held_out = method.fit_with_holdout(images)
+        scores[approximate] = [s.image_score for s in method.score(tests) + held_out]
+    assert method.neighbours.bank.shape[0] > 2_000  # the approximate one had an index
+    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-5)

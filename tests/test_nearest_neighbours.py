@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from anomalens.memory.knn import EXACT_SEARCH_LIMIT, PROBES, NearestNeighbours, probe_count
+from anomalens.memory import knn
+from anomalens.memory.knn import (
+    EXACT_SEARCH_LIMIT,
+    PROBES,
+    NearestNeighbours,
+    distinct_rows,
+    probe_count,
+)
 
 
 def clustered(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -179,3 +186,57 @@ def test_the_bank_is_held_once_by_the_index_and_read_only(approximate):
     kept = neighbours.bank
     neighbours.fit(clustered(100))  # refitting frees nothing the old view still reads
     np.testing.assert_array_equal(kept, bank)
+
+
+def scattered(count: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Points without clusters, where an inverted-file index often misses the nearest row."""
+    return np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_the_queries_farthest_from_the_bank_get_exact_distances(metric):
+    bank, queries, top = scattered(EXACT_SEARCH_LIMIT + 3000), scattered(300, seed=1), 10
+    index = NearestNeighbours(metric).fit(bank)
+    truth = np.sort(brute_force(bank, queries, metric))[-top:]
+    plain = index.distances(queries)[0][:, 0]
+    assert not np.allclose(np.sort(plain)[-top:], truth, atol=1e-4)  # the index alone misses
+    found, rows = index.distances(queries, exact_top=top)
+    np.testing.assert_allclose(np.sort(found[:, 0])[-top:], truth, atol=1e-4)
+    assert np.all(found[:, 0] <= plain + 1e-6)  # re-searching only ever finds nearer rows
+    assert np.all(rows >= 0)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_held_out_queries_farthest_from_the_other_images_get_exact_distances(metric):
+    bank, queries, top = scattered(EXACT_SEARCH_LIMIT + 3000), scattered(300, seed=1), 10
+    owners = np.arange(len(bank)) % 4
+    index = NearestNeighbours(metric).fit(bank, owners)
+    others = bank[owners != 2]
+    truth = np.sort(brute_force(others, queries, metric))[-top:]
+    found, rows = index.distances_excluding(queries, owner=2, exact_top=top)
+    np.testing.assert_allclose(np.sort(found[:, 0])[-top:], truth, atol=1e-4)
+    assert not np.any(index.owners[rows] == 2)
+
+
+def test_repeated_rows_of_one_image_are_stored_once_and_change_no_distance():
+    rows = clustered(600)
+    bank = np.concatenate([rows, rows[:200], rows[:100]])  # image 0 repeats rows; image 1 copies
+    owners = np.array([0] * 800 + [1] * 100)
+    index = NearestNeighbours("cosine").fit(bank, owners)
+    assert len(index.bank) == 700  # image 0's 600 distinct rows and image 1's 100
+    queries = clustered(50, seed=1)
+    np.testing.assert_allclose(
+        index.distances(queries)[0][:, 0], brute_force(bank, queries, "cosine"), atol=1e-5
+    )
+    held_out = index.distances_excluding(rows[:100], owner=1)[0][:, 0]
+    np.testing.assert_allclose(held_out, 0.0, atol=1e-5)  # image 0 still holds those rows
+
+
+def test_rows_whose_hashes_collide_are_both_kept(monkeypatch):
+    class Ones:  # every multiplier becomes 1: the hash is the sum of a row's bits
+        def integers(self, low, high, size, dtype):
+            return np.zeros(size, dtype=dtype)
+
+    monkeypatch.setattr(knn.np.random, "default_rng", lambda seed: Ones())
+    bank = np.array([[1.0, 2.0], [2.0, 1.0], [1.0, 2.0]], dtype=np.float32)  # same sums of bits
+    assert distinct_rows(bank, np.zeros(3, dtype=np.int64)).tolist() == [0, 1]

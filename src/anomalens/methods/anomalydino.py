@@ -10,7 +10,7 @@ from tqdm import tqdm
 from anomalens.errors import ConfigError, ImageError
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
-from anomalens.methods.base import PatchScores, top_fraction_mean
+from anomalens.methods.base import PatchScores, top_count, top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 from anomalens.validation import ArraySpec, flag, integer, number
 
@@ -174,6 +174,11 @@ class AnomalyDINO(MemoryBankMethod):
         mean = np.mean([scores.grid for scores in held_out], axis=0)
         self.position_mean = np.maximum(mean, POSITION_FLOOR * mean.mean()).astype(np.float32)
         return [self._per_position(scores) for scores in held_out]
+
+    def exact_patches(self, patches: int) -> int:
+        """The patches of the image score: unless masking, density correction or per-position
+        statistics reorder the distances, the image score is then that of exact search."""
+        return top_count(patches, self.top_fraction, self.min_top_patches)
 
     def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
         super().index_bank(bank, owners)

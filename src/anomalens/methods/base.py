@@ -111,8 +111,14 @@ def quadrants(image: np.ndarray) -> list[np.ndarray]:
     ]
 
 
+def top_count(size: int, fraction: float = 0.01, minimum: int = 1) -> int:
+    """How many of `size` values `top_fraction_mean` averages: the highest `fraction`, at least
+    `minimum` (and at most all)."""
+    return min(max(minimum, int(np.ceil(size * fraction)), 1), size)
+
+
 def top_fraction_mean(values: np.ndarray, fraction: float = 0.01, minimum: int = 1) -> float:
     """Mean of the highest `fraction` of `values`, at least `minimum` of them (and at most all)."""
     flat = np.asarray(values, dtype=np.float64).ravel()
-    count = min(max(minimum, int(np.ceil(flat.size * fraction)), 1), flat.size)
+    count = top_count(flat.size, fraction, minimum)
     return float(np.partition(flat, flat.size - count)[flat.size - count :].mean())

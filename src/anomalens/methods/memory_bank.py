@@ -52,6 +52,12 @@ class MemoryBankMethod(Method):
         row index, both (h*w, 1); `exclude` is the held-out reference whose bank rows any
         further search must not see (None outside held-out scoring)."""
 
+    def exact_patches(self, patches: int) -> int:
+        """How many of an image's `patches` patch distances, the largest, must be what exact
+        search gives (the ones the image score reads); the approximate index may overestimate
+        the others. 0: none."""
+        return 0
+
     def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
         """Make `bank` (N, C), with the reference index of each row in `owners`, searchable."""
         self.neighbours.fit(bank, owners)
@@ -71,7 +77,9 @@ class MemoryBankMethod(Method):
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            found = self.neighbours.distances_excluding(flat, owner)
+            found = self.neighbours.distances_excluding(
+                flat, owner, exact_top=self.exact_patches(len(flat))
+            )
             results.append(self._scores(grid, *found, exclude=owner))
         return results
 
@@ -83,7 +91,8 @@ class MemoryBankMethod(Method):
         results = []
         for grid in self.patch_grids(images):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            results.append(self._scores(grid, *self.neighbours.distances(flat)))
+            found = self.neighbours.distances(flat, exact_top=self.exact_patches(len(flat)))
+            results.append(self._scores(grid, *found))
         return results
 
     def _scores(

@@ -95,6 +95,10 @@ class PatchCore(MemoryBankMethod):
         kept = greedy_coreset(patches, self.coreset_ratio, self.seed, progress=progress)
         return patches[kept], owners[kept], grids
 
+    def exact_patches(self, patches: int) -> int:
+        """The image score's one patch: its distance and nearest row are exact search's."""
+        return 1
+
     def image_score(
         self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
     ) -> tuple[np.ndarray, float]:
