@@ -141,10 +141,13 @@ def test_an_approximate_bank_gives_the_image_scores_of_exact_search():
     images = [texture(seed, 128, 160) for seed in range(4)]
     tests = [with_defect(texture(9, 128, 160)), texture(10, 128, 160)]
     scores = {}
-    for approximate in (True, False):
-        method = AnomalyDINO(resolution=128, masking=False, approximate=approximate)
+    for approximate, exact_top in ((True, True), (False, False), (True, False)):
+        method = AnomalyDINO(
+            resolution=128, masking=False, approximate=approximate, exact_top=exact_top
+        )
         method.fit(images)
         held_out = method.fit_with_holdout(images)
-        scores[approximate] = [s.image_score for s in method.score(tests) + held_out]
-    assert method.neighbours.bank.shape[0] > 2_000  # the approximate one had an index
-    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-5)
+        scores[approximate, exact_top] = [s.image_score for s in method.score(tests) + held_out]
+    assert method.neighbours.bank.shape[0] > 2_000  # the approximate ones had an index
+    np.testing.assert_allclose(scores[True, True], scores[False, False], rtol=1e-5)
+    assert not np.allclose(scores[True, False], scores[False, False], rtol=1e-3)  # index alone

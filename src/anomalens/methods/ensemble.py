@@ -25,10 +25,11 @@ FINE_MEMBER: dict[str, Any] = {
     "rotation_step": 90,
     "top_fraction": 0.001,
     "min_top_patches": 8,
+    "exact_top": True,
 }
 """AnomalyDINO at each image's own size on stride-8 features, right-angle rotations and the top
-0.1% of patches (at least 8): small defects (DeepPCB's 20 px opens and spurs) keep their
-pixels."""
+0.1% of patches (at least 8), their distances those of exact search: small defects (DeepPCB's
+20 px opens and spurs) keep their pixels."""
 DEFAULT_MEMBERS = (COARSE_MEMBER, FINE_MEMBER)
 COMBINATIONS = ("mean", "max")
 MAP_COMBINATIONS = ("mean", "max", "geomean")
