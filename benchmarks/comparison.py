@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/comparison.py \\
         --data ../shared/data/mtd ../shared/data/mpdd_plate ../shared/data/deeppcb_20085 \\
-        --methods autoencoder feature_autoencoder fanogan stfpm fastflow --shots 1 16 full \\
-        --seeds 0 1 2
+        --methods autoencoder feature_autoencoder fanogan stfpm efficientad fastflow \\
+        --shots 1 16 full --seeds 0 1 2
 
 Each shots setting × dataset × method × seed, in that order (the order the options list them
 in), runs the evaluation protocol at the method's defaults into
@@ -55,7 +55,7 @@ from anomalens.methods.trained import TrainedMethod
 from anomalens.visualize import overlay
 
 DATA = [Path("../shared/data") / name for name in ("mtd", "mpdd_plate", "deeppcb_20085")]
-METHODS = ["autoencoder", "feature_autoencoder", "fanogan", "stfpm", "fastflow"]
+METHODS = ["autoencoder", "feature_autoencoder", "fanogan", "stfpm", "efficientad", "fastflow"]
 SHOTS: list[Shots] = [1, 16, FULL]
 SEEDS = [0, 1, 2]
 COLUMNS = {

@@ -23,11 +23,12 @@ from anomalens.io.images import load_image
 from anomalens.methods import create_method
 from anomalens.methods.trained import TrainedMethod
 
-METHODS = ["feature_autoencoder", "fastflow", "stfpm", "fanogan"]
+METHODS = ["feature_autoencoder", "fastflow", "stfpm", "efficientad", "fanogan"]
 STEP_OPTIONS = {
     "feature_autoencoder": ("steps",),
     "fastflow": ("steps",),
     "stfpm": ("steps",),
+    "efficientad": ("steps",),
     "fanogan": ("gan_steps", "encoder_steps"),
 }
 """The options that count each method's training steps."""

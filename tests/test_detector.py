@@ -27,6 +27,7 @@ def fitted(request):
         "feature_autoencoder": {"steps": 150, "hidden": 64, "bottleneck": 16},
         "fastflow": {"resolution": 128, "steps": 150, "flow_steps": 4},
         "stfpm": {"steps": 150},
+        "efficientad": {"steps": 150},
         "fanogan": {"resolution": 32, "width": 8, "gan_steps": 200, "encoder_steps": 400},
     }
     settings = {"resolution": 64, **params.get(request.param, {})}  # a head needs 96 px of patches

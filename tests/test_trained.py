@@ -15,6 +15,7 @@ TINY = {
     "feature_autoencoder": {"resolution": 64, "steps": 20, "hidden": 32},
     "fastflow": {"resolution": 64, "steps": 20, "flow_steps": 2},
     "stfpm": {"resolution": 64, "steps": 5},
+    "efficientad": {"resolution": 64, "steps": 5, "width": 8, "latent": 8},
     "fanogan": {"resolution": 16, "gan_steps": 3, "encoder_steps": 3, "width": 8},
 }
 """Settings that train in about a second: enough to check the contract, not to detect."""

@@ -7,6 +7,7 @@ from anomalens.methods.anomalydino import AnomalyDINO
 from anomalens.methods.autoencoder import AutoencoderMethod
 from anomalens.methods.base import Method, PatchScores
 from anomalens.methods.discriminator import Discriminator
+from anomalens.methods.efficientad import EfficientAD
 from anomalens.methods.ensemble import Ensemble
 from anomalens.methods.fanogan import FAnoGAN
 from anomalens.methods.fastflow import FastFlow
@@ -28,6 +29,7 @@ METHODS: dict[str, type[Method]] = {
     FastFlow.name: FastFlow,
     STFPM.name: STFPM,
     FAnoGAN.name: FAnoGAN,
+    EfficientAD.name: EfficientAD,
 }
 
 
