@@ -142,8 +142,8 @@ def distinct_rows(bank: np.ndarray, owners: np.ndarray) -> np.ndarray:
         keys.view(np.dtype((np.void, 16))).ravel(), return_index=True, return_inverse=True
     )
     representative = first[group.ravel()]
-    repeated = np.flatnonzero(representative != np.arange(count))
     kept = representative == np.arange(count)
+    repeated = np.flatnonzero(~kept)
     for start in range(0, len(repeated), DEDUPLICATION_CHUNK):
         rows = repeated[start : start + DEDUPLICATION_CHUNK]
         kept[rows] = np.any(words[rows] != words[representative[rows]], axis=1)  # collisions

@@ -2,7 +2,7 @@
 held-out scores, the fold networks' mean for new images, seeded training, named-array state."""
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,21 @@ NETWORK_PREFIX = "network{}."
 """State arrays of the i-th fold network start with this."""
 SCORE_BATCH = 8
 """Images scored at a time."""
+IMAGES = "images"
+"""The inputs' key of the preprocessed images, for networks that see the images themselves."""
 
 
 def subset(inputs: Inputs, indices: list[int]) -> Inputs:
     """The rows `indices` of every tensor of `inputs`."""
     rows = torch.tensor(indices, dtype=torch.long)
     return {name: value[rows] for name, value in inputs.items()}
+
+
+def batches(inputs: Inputs) -> Iterator[Inputs]:
+    """`inputs` in consecutive chunks of SCORE_BATCH images."""
+    count = len(next(iter(inputs.values())))
+    for start in range(0, count, SCORE_BATCH):
+        yield subset(inputs, list(range(start, min(start + SCORE_BATCH, count))))
 
 
 def stacked(inputs: Inputs, levels: tuple[str, ...]) -> torch.Tensor:
@@ -198,10 +207,8 @@ class TrainedMethod(Method):
     @torch.inference_mode()
     def _scores(self, networks: list[nn.Module], inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
         """The networks' mean maps and image scores, in chunks of SCORE_BATCH images."""
-        count = len(next(iter(inputs.values())))
         maps, scores = [], []
-        for start in range(0, count, SCORE_BATCH):
-            chunk = subset(inputs, list(range(start, min(start + SCORE_BATCH, count))))
+        for chunk in batches(inputs):
             outputs = [self.network_scores(network, chunk) for network in networks]
             maps.append(torch.stack([grid for grid, _ in outputs]).mean(dim=0))
             scores.append(torch.stack([score for _, score in outputs]).mean(dim=0))
@@ -245,6 +252,10 @@ class FeatureMethod(TrainedMethod):
 
     def extractor_config(self) -> dict[str, Any]:
         return self.extractor.config()
+
+    def preprocessed(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(N, 3, R, R) the images as the backbone sees them, for networks that see them too."""
+        return torch.stack([self.extractor.preprocess(image)[0] for image in images])
 
     def inputs(self, images: list[np.ndarray], progress: bool = False) -> Inputs:
         maps = self.extractor.extract(images, progress)

@@ -9,18 +9,9 @@ from torch import nn
 
 from anomalens.errors import ConfigError
 from anomalens.methods.efficientad.model import EfficientADNetwork
-from anomalens.methods.trained import (
-    SCORE_BATCH,
-    FeatureMethod,
-    Inputs,
-    stacked,
-    subset,
-    train_steps,
-)
+from anomalens.methods.trained import IMAGES, FeatureMethod, Inputs, batches, stacked, train_steps
 from anomalens.validation import integer, number
 
-IMAGES = "images"
-"""The inputs' key of the preprocessed images the student and the autoencoder see."""
 TEACHER = "teacher"
 """The inputs' key of the teacher features: the levels stacked on the finest grid."""
 MAP_SCALE_QUANTILE = 0.995
@@ -116,7 +107,7 @@ class EfficientAD(FeatureMethod):
     def inputs(self, images: list[np.ndarray], progress: bool = False) -> Inputs:
         levels = super().inputs(images, progress)
         return {
-            IMAGES: torch.stack([self.extractor.preprocess(image)[0] for image in images]),
+            IMAGES: self.preprocessed(images),
             TEACHER: stacked(levels, self.extractor.levels),
         }
 
@@ -136,11 +127,9 @@ class EfficientAD(FeatureMethod):
         train_steps(
             network, inputs, loss, self.steps, self.step_images, self.learning_rate, progress, label
         )
-        count = len(inputs[IMAGES])
         pairs = []
         with torch.inference_mode():
-            for start in range(0, count, SCORE_BATCH):
-                chunk = subset(inputs, list(range(start, min(start + SCORE_BATCH, count))))
+            for chunk in batches(inputs):
                 local, global_, _ = network.maps(chunk[IMAGES], network.standardize(chunk[TEACHER]))
                 pairs.append(torch.stack([local.mean(dim=1), global_.mean(dim=1)], dim=1))
             maps = torch.cat(pairs).transpose(0, 1).flatten(1)

@@ -10,10 +10,7 @@ from torch import nn
 
 from anomalens.errors import ConfigError
 from anomalens.methods.stfpm.model import Student, feature_distance
-from anomalens.methods.trained import FeatureMethod, Inputs, train_steps
-
-IMAGES = "images"
-"""The inputs' key of the preprocessed images the student sees."""
+from anomalens.methods.trained import IMAGES, FeatureMethod, Inputs, train_steps
 
 
 class STFPM(FeatureMethod):
@@ -75,7 +72,7 @@ class STFPM(FeatureMethod):
     def inputs(self, images: list[np.ndarray], progress: bool = False) -> Inputs:
         return {
             **super().inputs(images, progress),
-            IMAGES: torch.stack([self.extractor.preprocess(image)[0] for image in images]),
+            IMAGES: self.preprocessed(images),
         }
 
     def new_network(self) -> nn.Module:
