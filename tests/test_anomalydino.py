@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from images import texture, with_defect
+from images import object_on_background, texture, with_defect
 
 from anomalens import Detector
 from anomalens.errors import ImageError
@@ -47,6 +47,15 @@ def test_held_out_scores_exclude_the_image_itself():
 def test_masking_is_true_false_or_auto_and_nothing_else(masking):
     with pytest.raises(ValueError, match="masking must be"):
         AnomalyDINO(masking=masking)
+
+
+def test_only_the_rotated_references_limit_get_rotated_copies_spread_over_them():
+    images = [texture(seed, 64, 64) for seed in range(5)]
+    capped = AnomalyDINO(resolution=64, rotation_step=90, rotated_references=2, masking=False)
+    _, owners, _ = capped.bank_patches(images, progress=False)
+    rows = np.bincount(owners)
+    assert rows[0] == rows[4] == 4 * rows[1]  # the first and the last, each with 3 copies
+    assert rows[1] == rows[2] == rows[3]
 
 
 def test_a_rotation_step_of_90_degrees_adds_only_the_right_angles():
@@ -151,3 +160,16 @@ def test_an_approximate_bank_gives_the_image_scores_of_exact_search():
     assert method.neighbours.bank.shape[0] > 2_000  # the approximate ones had an index
     np.testing.assert_allclose(scores[True, True], scores[False, False], rtol=1e-5)
     assert not np.allclose(scores[True, False], scores[False, False], rtol=1e-3)  # index alone
+
+
+def test_with_masking_the_exact_top_patches_are_the_foreground_ones():
+    images = [object_on_background(seed, 256) for seed in range(3)]
+    tests = [with_defect(object_on_background(7, 256), 110, 110, 24)]
+    scores = {}
+    for approximate in (True, False):
+        method = AnomalyDINO(resolution=256, approximate=approximate, exact_top=True)
+        method.fit(images)
+        assert method.use_mask
+        scores[approximate] = [s.image_score for s in method.score(tests)]
+    assert method.neighbours.bank.shape[0] > 2_000 or pytest.fail("no index to test")
+    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-5)

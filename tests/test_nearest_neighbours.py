@@ -218,6 +218,58 @@ def test_held_out_queries_farthest_from_the_other_images_get_exact_distances(met
     assert not np.any(index.owners[rows] == 2)
 
 
+def test_exact_top_can_be_restricted_to_the_queries_that_count():
+    bank, queries, top = scattered(EXACT_SEARCH_LIMIT + 3000), scattered(300, seed=1), 10
+    among = np.arange(len(queries)) % 3 == 0  # e.g. an image's foreground patches
+    index = NearestNeighbours("cosine").fit(bank)
+    truth = np.sort(brute_force(bank, queries[among], "cosine"))[-top:]
+    found = index.distances(queries, exact_top=top, among=among)[0][:, 0]
+    np.testing.assert_allclose(np.sort(found[among])[-top:], truth, atol=1e-4)
+    np.testing.assert_array_equal(found[~among], index.distances(queries)[0][~among, 0])
+
+
+def test_repeated_queries_are_searched_once_and_answered_alike():
+    bank, distinct = clustered(EXACT_SEARCH_LIMIT + 1000), clustered(40, seed=1)
+    queries = distinct[np.random.default_rng(2).integers(0, 40, 300)]
+    index = NearestNeighbours("cosine").fit(bank)
+    searched = []
+    search = index._index.search
+
+    def recorded(rows, k, params=None):
+        searched.append(len(rows))
+        return search(rows, k, params=params)
+
+    index._index.search = recorded
+    found, rows = index.distances(queries, k=3)
+    assert searched == [len(np.unique(queries, axis=0))]
+    index._index.search = search
+    for query, distances, nearest in zip(queries, found, rows, strict=True):
+        alone = index.distances(query[None], k=3)
+        np.testing.assert_array_equal(alone[0][0], distances)
+        np.testing.assert_array_equal(alone[1][0], nearest)
+
+
+def test_a_half_precision_bank_is_saved_in_half_the_bytes_and_restored_bit_for_bit():
+    bank, queries = clustered(EXACT_SEARCH_LIMIT + 1000), clustered(50, seed=1)
+    neighbours = NearestNeighbours("cosine", half_precision=True).fit(bank)
+    saved = neighbours.saved_bank
+    assert saved.dtype == np.float16
+    restored = NearestNeighbours("cosine").restore(saved, neighbours.owners, lists=neighbours.lists)
+    assert restored.half_precision
+    np.testing.assert_array_equal(restored.saved_bank, saved)
+    np.testing.assert_array_equal(restored.bank, neighbours.bank)
+    np.testing.assert_array_equal(restored.distances(queries)[0], neighbours.distances(queries)[0])
+    full = NearestNeighbours("cosine", approximate=False).fit(bank)
+    np.testing.assert_allclose(
+        neighbours.distances(queries, exact_top=50)[0], full.distances(queries)[0], atol=1e-3
+    )
+
+
+def test_a_float32_bank_restores_as_float32():
+    neighbours = NearestNeighbours("l2").restore(clustered(100), np.zeros(100, dtype=np.int64))
+    assert not neighbours.half_precision and neighbours.saved_bank.dtype == np.float32
+
+
 def test_repeated_rows_of_one_image_are_stored_once_and_change_no_distance():
     rows = clustered(600)
     bank = np.concatenate([rows, rows[:200], rows[:100]])  # image 0 repeats rows; image 1 copies

@@ -116,11 +116,17 @@ array of a declaration, or None for any size."""
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """What one saved array must be: its shape, its dtype, and whether it must be there."""
+    """What one saved array must be: its shape, its dtype (or one of several), and whether it
+    must be there."""
 
     shape: tuple[Dimension, ...]
-    dtype: str
+    dtype: str | tuple[str, ...]
     required: bool = True
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The dtypes the array may have."""
+        return (self.dtype,) if isinstance(self.dtype, str) else self.dtype
 
 
 def prefixed_specs(specs: Mapping[str, ArraySpec], prefix: str) -> dict[str, ArraySpec]:
@@ -149,8 +155,8 @@ def check_arrays(arrays: Mapping[str, np.ndarray], specs: Mapping[str, ArraySpec
                 raise ConfigError(f"array {key} is missing")
             continue
         array, shape = arrays[key], spec.shape or (1,)  # saved scalars are 1-element arrays
-        if array.dtype != np.dtype(spec.dtype):
-            raise ConfigError(f"array {key} is {array.dtype}, expected {spec.dtype}")
+        if array.dtype not in [np.dtype(dtype) for dtype in spec.dtypes]:
+            raise ConfigError(f"array {key} is {array.dtype}, expected {' or '.join(spec.dtypes)}")
         if array.ndim != len(shape):
             raise ConfigError(f"array {key} has shape {array.shape}, expected {shape}")
         for axis, (size, side) in enumerate(zip(array.shape, shape, strict=True)):

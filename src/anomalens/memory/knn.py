@@ -122,32 +122,40 @@ def restored_index(bank: np.ndarray, lists: np.ndarray, metric: int) -> faiss.In
     return index
 
 
-def distinct_rows(bank: np.ndarray, owners: np.ndarray) -> np.ndarray:
-    """Sorted indices of the rows of `bank` (N, D) float32 that are the first of their owner
-    with their exact bit pattern.
+def first_equal_rows(rows: np.ndarray, owners: np.ndarray | None = None) -> np.ndarray:
+    """(N,) index, for each row of `rows` (N, D, float16 or float32), of the first row of its
+    owner (`owners` (N,); None: one owner) equal to it bit for bit: itself when none before is.
 
     Rows are grouped by (owner, a 64-bit multiplicative hash of their bits), computed
-    DEDUPLICATION_CHUNK rows at a time, and a row is dropped only once it equals its group's
-    first row bit for bit, so a hash collision keeps both rows; memory stays a few bytes a row
-    beyond the chunk, however large the bank."""
-    count = len(bank)
-    words = np.ascontiguousarray(bank, dtype=np.float32).view(np.uint32)
+    DEDUPLICATION_CHUNK rows at a time, and a row is matched to its group's first row only once
+    they are compared equal, so a hash collision keeps both rows apart; memory stays a few bytes
+    a row beyond the chunk, however many rows."""
+    count = len(rows)
+    words = np.ascontiguousarray(rows).view(f"u{rows.itemsize}")
     multipliers = np.random.default_rng(0).integers(1, 2**63, words.shape[1], dtype=np.uint64) | 1
     hashes = np.empty(count, dtype=np.uint64)
     for start in range(0, count, DEDUPLICATION_CHUNK):
         chunk = words[start : start + DEDUPLICATION_CHUNK].astype(np.uint64)
         hashes[start : start + DEDUPLICATION_CHUNK] = (chunk * multipliers).sum(axis=1)
+    owners = np.zeros(count, dtype=np.int64) if owners is None else owners
     keys = np.stack([np.asarray(owners, dtype=np.int64).view(np.uint64), hashes], axis=1)
     _, first, group = np.unique(
         keys.view(np.dtype((np.void, 16))).ravel(), return_index=True, return_inverse=True
     )
     representative = first[group.ravel()]
-    kept = representative == np.arange(count)
-    repeated = np.flatnonzero(~kept)
+    repeated = np.flatnonzero(representative != np.arange(count))
     for start in range(0, len(repeated), DEDUPLICATION_CHUNK):
-        rows = repeated[start : start + DEDUPLICATION_CHUNK]
-        kept[rows] = np.any(words[rows] != words[representative[rows]], axis=1)  # collisions
-    return np.flatnonzero(kept)
+        chunk = repeated[start : start + DEDUPLICATION_CHUNK]
+        collided = np.any(words[chunk] != words[representative[chunk]], axis=1)
+        representative[chunk[collided]] = chunk[collided]
+    return representative
+
+
+def distinct_rows(bank: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Sorted indices of the rows of `bank` that are the first of their owner with their exact
+    bit pattern (see `first_equal_rows`)."""
+    representative = first_equal_rows(bank, owners)
+    return np.flatnonzero(representative == np.arange(len(bank)))
 
 
 class _IndexMemory:
@@ -178,19 +186,27 @@ class NearestNeighbours:
             "l2" (Euclidean distance).
         approximate: None chooses an inverted-file index only for banks larger than
             EXACT_SEARCH_LIMIT; True or False forces the choice.
+        half_precision: round the fitted rows to float16 (and normalise them again for
+            "cosine"; they are searched in float32), so that `saved_bank` holds them in half
+            the bytes and loses nothing.
     """
 
-    def __init__(self, metric: str = "cosine", approximate: bool | None = None):
+    def __init__(
+        self, metric: str = "cosine", approximate: bool | None = None, half_precision: bool = False
+    ):
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
         self.metric = metric
         self._faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         self.approximate = approximate
+        self.half_precision = half_precision
         self.bank = np.empty((0, 0), dtype=np.float32)
         self.owners = np.empty(0, dtype=np.int64)
         self._index: faiss.Index | None = None
         self._bank_norms: np.ndarray | None = None
         """(N,) squared norms of the bank rows, for exact re-search with the l2 metric."""
+        self._half_norms: np.ndarray | None = None
+        """(N, 1) norms of the float16 rows a half-precision cosine bank was normalised by."""
 
     def fit(self, bank: np.ndarray, owners: np.ndarray | None = None) -> "NearestNeighbours":
         """Index `bank` (N, D); `owners` (N,) names the source image of each row (optional).
@@ -201,6 +217,8 @@ class NearestNeighbours:
         sat in one inverted list, which every query on blank board scanned)."""
         owners = np.zeros(len(bank), dtype=np.int64) if owners is None else np.asarray(owners)
         bank = self._prepare(bank)
+        if self.half_precision:
+            bank = bank.astype(np.float16)
         kept = distinct_rows(bank, owners)
         return self.restore(bank[kept], owners[kept])
 
@@ -212,7 +230,9 @@ class NearestNeighbours:
         codebook: np.ndarray | None = None,
         lists: np.ndarray | None = None,
     ) -> "NearestNeighbours":
-        """Index a bank exactly as `self.bank` held it after `fit` (no renormalisation).
+        """Index a bank exactly as `self.saved_bank` held it after `fit`: float32 rows as they
+        are, float16 rows at half precision from then on (normalised again for "cosine", as
+        `fit` normalised them, which rounding to float16 gives back bit for bit).
 
         `lists`, as `self.lists` held them, restore the approximate index as it was fitted (see
         `restored_index`). Without them (models saved before lists were kept), `centroids` and
@@ -221,7 +241,12 @@ class NearestNeighbours:
         codes: 2.4 s for 16 references at 320 or 448 px) and give it the same lists and codes,
         but every row is assigned to its list again.
         """
+        self.half_precision = bank.dtype == np.float16
         bank = np.ascontiguousarray(bank, dtype=np.float32)
+        self._half_norms = None
+        if self.half_precision and self.metric == "cosine":
+            self._half_norms = np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+            bank = np.ascontiguousarray(bank / self._half_norms)
         self.owners = np.asarray(owners, dtype=np.int64)
         if lists is not None and len(lists):
             self._index = restored_index(bank, lists, self._faiss_metric)
@@ -232,6 +257,15 @@ class NearestNeighbours:
             np.einsum("ij,ij->i", self.bank, self.bank) if self.metric == "l2" else None
         )
         return self
+
+    @property
+    def saved_bank(self) -> np.ndarray:
+        """The bank's rows as `restore` takes them back bit for bit: float16 with
+        `half_precision`, float32 otherwise."""
+        if not self.half_precision:
+            return self.bank
+        rows = self.bank if self._half_norms is None else self.bank * self._half_norms
+        return rows.astype(np.float16)  # within a float32 rounding of the float16 rows
 
     @property
     def is_approximate(self) -> bool:
@@ -264,24 +298,31 @@ class NearestNeighbours:
         return faiss.serialize_index(faiss.extract_index_ivf(self._index))
 
     def distances(
-        self, queries: np.ndarray, k: int = 1, exact_top: int = 0
+        self, queries: np.ndarray, k: int = 1, exact_top: int = 0, among: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices), each (Q, k), nearest first; k is cut to the bank's size, so
-        that no row is faiss's -1 padding. The `exact_top` queries farthest from the bank get
-        what exact search gives them (see `_exact_top`), whatever the index."""
+        that no row is faiss's -1 padding. The `exact_top` queries farthest from the bank, of
+        those `among` (Q,) marks (None: all), get what exact search gives them (see
+        `_exact_top`), whatever the index."""
         queries = self._prepare(queries)
         k = min(k, len(self.bank))
-        values, indices = self._index.search(queries, k)
+        values, indices = self._search_distinct(queries, k)
         distances = self._to_distances(values)
         if exact_top and self.is_approximate:
-            self._exact_top(queries, distances, indices, exact_top, None)
+            self._exact_top(queries, distances, indices, exact_top, None, among)
         return distances, indices
 
     def distances_excluding(
-        self, queries: np.ndarray, owner: int, k: int = 1, exact_top: int = 0
+        self,
+        queries: np.ndarray,
+        owner: int,
+        k: int = 1,
+        exact_top: int = 0,
+        among: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices), each (Q, k), of the k nearest bank rows not of image `owner`,
-        nearest first; k is cut to the number of such rows; `exact_top` as in `distances`.
+        nearest first; k is cut to the number of such rows; `exact_top` and `among` as in
+        `distances`.
 
         Exact banks copy the other rows into a fresh flat index (copying costs far less than
         searching, and faiss's exact search with an ID filter is about ten times slower);
@@ -303,14 +344,28 @@ class NearestNeighbours:
                 sel=others, nprobe=faiss.extract_index_ivf(self._index).nprobe
             ),
         )
-        values, indices = self._index.search(queries, k, params=params)
+        values, indices = self._search_distinct(queries, k, params)
         distances = self._to_distances(values)
         unfound = np.flatnonzero((indices < 0).any(axis=1))
         if unfound.size:
             distances[unfound], indices[unfound] = self._search_rows(queries[unfound], kept, k)
         if exact_top:
-            self._exact_top(queries, distances, indices, exact_top, excluded)
+            self._exact_top(queries, distances, indices, exact_top, excluded, among)
         return distances, indices
+
+    def _search_distinct(
+        self, queries: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The index's (values, indices) of prepared `queries`, each distinct query searched
+        once: uniform regions repeat one patch (DeepPCB's fine grids: 6,400 queries, 1,800 to
+        4,700 distinct)."""
+        same = first_equal_rows(queries)
+        first = same == np.arange(len(queries))
+        if first.all():
+            return self._index.search(queries, k, params=params)
+        values, indices = self._index.search(queries[first], k, params=params)
+        position = (np.cumsum(first) - 1)[same]
+        return values[position], indices[position]
 
     def _exact_top(
         self,
@@ -319,10 +374,12 @@ class NearestNeighbours:
         indices: np.ndarray,
         count: int,
         excluded: np.ndarray | None,
+        among: np.ndarray | None,
     ) -> None:
         """Replace, in place, the approximate results of the queries farthest from the bank by
         exact ones (ignoring the bank rows where `excluded` is True), until the `count` largest
-        nearest distances are certainly those exact search finds.
+        nearest distances of the queries `among` marks (None: all) are certainly those exact
+        search finds.
 
         An approximate nearest distance is never below the exact one (it is the exact distance
         to some bank row), so once the count-th largest exact distance of the re-searched
@@ -331,8 +388,11 @@ class NearestNeighbours:
         largest first, and each further round twice as many.
         What the image score reads (the top patches) is then exact and the rest of the map as
         the index found it."""
-        order = np.argsort(-distances[:, 0], kind="stable")
+        candidates = np.arange(len(queries)) if among is None else np.flatnonzero(among)
+        order = candidates[np.argsort(-distances[candidates, 0], kind="stable")]
         count = min(count, len(order))
+        if not count:
+            return
         done, size = 0, min(max(4 * count, FIRST_EXACT_QUERIES), len(order))
         while done < len(order):
             fresh = order[done:size]

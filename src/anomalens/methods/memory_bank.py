@@ -32,7 +32,7 @@ class MemoryBankMethod(Method):
 
     def __init__(self, approximate: bool | None) -> None:
         self.approximate = choice("approximate", approximate, (None, True, False))
-        self.neighbours = NearestNeighbours(self.metric, approximate)
+        self.neighbours = NearestNeighbours(self.metric, approximate, half_precision=True)
 
     @abstractmethod
     def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:
@@ -52,11 +52,11 @@ class MemoryBankMethod(Method):
         row index, both (h*w, 1); `exclude` is the held-out reference whose bank rows any
         further search must not see (None outside held-out scoring)."""
 
-    def exact_patches(self, patches: int) -> int:
-        """How many of an image's `patches` patch distances, the largest, must be what exact
-        search gives (the ones the image score reads); the approximate index may overestimate
-        the others. 0: none."""
-        return 0
+    def exact_patches(self, grid: PatchGrid) -> tuple[int, np.ndarray | None]:
+        """How many of `grid`'s patch distances, the largest among the patches a (h*w,) mask
+        marks (None: all), must be what exact search gives (the ones the image score reads);
+        the approximate index may overestimate the others. 0: none."""
+        return 0, None
 
     def index_bank(self, bank: np.ndarray, owners: np.ndarray) -> None:
         """Make `bank` (N, C), with the reference index of each row in `owners`, searchable."""
@@ -77,9 +77,8 @@ class MemoryBankMethod(Method):
         results = []
         for owner, grid in enumerate(tqdm(grids, desc="held-out", disable=not progress)):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            found = self.neighbours.distances_excluding(
-                flat, owner, exact_top=self.exact_patches(len(flat))
-            )
+            count, among = self.exact_patches(grid)
+            found = self.neighbours.distances_excluding(flat, owner, exact_top=count, among=among)
             results.append(self._scores(grid, *found, exclude=owner))
         return results
 
@@ -91,7 +90,8 @@ class MemoryBankMethod(Method):
         results = []
         for grid in self.patch_grids(images):
             flat = grid.features.reshape(-1, grid.features.shape[-1])
-            found = self.neighbours.distances(flat, exact_top=self.exact_patches(len(flat)))
+            count, among = self.exact_patches(grid)
+            found = self.neighbours.distances(flat, exact_top=count, among=among)
             results.append(self._scores(grid, *found))
         return results
 
@@ -112,11 +112,11 @@ class MemoryBankMethod(Method):
 
     def state(self) -> dict[str, np.ndarray]:
         found = self.neighbours
-        return {"bank": found.bank, "owners": found.owners, "lists": found.lists}
+        return {"bank": found.saved_bank, "owners": found.owners, "lists": found.lists}
 
     def state_spec(self) -> dict[str, ArraySpec]:
         return {
-            "bank": ArraySpec(("rows", "dim"), "float32"),
+            "bank": ArraySpec(("rows", "dim"), ("float16", "float32")),  # float32: older models
             "owners": ArraySpec(("rows",), "int64"),
             "centroids": ArraySpec(("lists", "dim"), "float32", required=False),
             "codebook": ArraySpec((None,), "float32", required=False),

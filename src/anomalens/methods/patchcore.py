@@ -95,9 +95,9 @@ class PatchCore(MemoryBankMethod):
         kept = greedy_coreset(patches, self.coreset_ratio, self.seed, progress=progress)
         return patches[kept], owners[kept], grids
 
-    def exact_patches(self, patches: int) -> int:
+    def exact_patches(self, grid: PatchGrid) -> tuple[int, np.ndarray | None]:
         """The image score's one patch: its distance and nearest row are exact search's."""
-        return 1
+        return 1, None
 
     def image_score(
         self, grid: PatchGrid, distances: np.ndarray, indices: np.ndarray, exclude: int | None
