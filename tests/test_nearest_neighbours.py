@@ -218,6 +218,18 @@ def test_held_out_queries_farthest_from_the_other_images_get_exact_distances(met
     assert not np.any(index.owners[rows] == 2)
 
 
+def test_more_probes_and_candidates_find_the_exact_nearest_row_more_often_and_are_restored():
+    bank, queries = scattered(EXACT_SEARCH_LIMIT + 6000), scattered(300, seed=1)
+    truth = brute_force(bank, queries, "cosine")
+    default = NearestNeighbours("cosine").fit(bank)
+    wider = NearestNeighbours("cosine", probes=96, refine=96).fit(bank)
+    hits = [np.mean(np.abs(i.distances(queries)[0][:, 0] - truth) < 1e-5) for i in (default, wider)]
+    assert hits[0] < hits[1]
+    restored = NearestNeighbours("cosine", probes=96, refine=96)
+    restored.restore(wider.saved_bank, wider.owners, lists=wider.lists)
+    np.testing.assert_array_equal(restored.distances(queries)[0], wider.distances(queries)[0])
+
+
 def test_exact_top_can_be_restricted_to_the_queries_that_count():
     bank, queries, top = scattered(EXACT_SEARCH_LIMIT + 3000), scattered(300, seed=1), 10
     among = np.arange(len(queries)) % 3 == 0  # e.g. an image's foreground patches

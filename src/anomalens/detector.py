@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from anomalens import calibration
+from anomalens.allocator import keep_freed_memory
 from anomalens.calibration import Threshold
 from anomalens.defect_types.examples import BoxesInput, MaskInput, example_regions, per_example
 from anomalens.defect_types.registry import DefectTypeError, DefectTypes
@@ -65,7 +66,9 @@ class Detector:
         smoothing_sigma: Gaussian smoothing of the upsampled anomaly map, in pixels.
         seed: seed of every random choice the method makes.
         threads: threads of torch, faiss and OpenMP for this process (`anomalens.threads`);
-            None keeps the count set before, or sets the default (1) the first time.
+            None keeps the count set before, or sets the default (1) the first time. Making
+            a Detector also keeps freed memory for reuse in this process
+            (`anomalens.allocator`; ANOMALENS_RELEASE_MEMORY=1 opts out).
         **method_params: further keywords of the method (see its class docstring).
     """
 
@@ -84,6 +87,7 @@ class Detector:
         **method_params: Any,
     ):
         set_threads(threads)
+        keep_freed_memory()
         number("max_false_alarm", max_false_alarm, above=0, below=1)
         number("box_false_alarm", box_false_alarm, above=0, below=1)
         integer("min_region_area", min_region_area, minimum=1)

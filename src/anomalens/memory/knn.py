@@ -11,7 +11,7 @@ LISTS_PER_SQRT_ROW = 4
 """The approximate index splits N bank rows into 4·sqrt(N) inverted lists."""
 PROBES = 24
 """Inverted lists visited per query by the approximate index of a large bank (about 1,000 lists
-and more: 16 references at 320 px)."""
+and more: 16 references at 320 px), unless told otherwise."""
 PROBES_PER_SQRT_LIST = 0.75
 """Smaller banks visit 0.75·sqrt(lists) lists, fewer than PROBES: their lists are fewer, so each
 holds a larger share of the bank. One rotated reference at 320 px (114 lists) visits 8 and finds
@@ -46,8 +46,11 @@ def list_count(rows: int) -> int:
     return max(1, min(int(LISTS_PER_SQRT_ROW * np.sqrt(rows)), rows // TRAINING_PER_LIST))
 
 
-def probe_count(lists: int) -> int:
-    """Inverted lists the approximate index visits per query when it has `lists` lists."""
+def probe_count(lists: int, probes: int | None = None) -> int:
+    """Inverted lists the approximate index visits per query when it has `lists` lists: `probes`
+    of them, or by default PROBES_PER_SQRT_LIST·sqrt(lists) and at most PROBES."""
+    if probes is not None:
+        return max(1, min(probes, lists))
     return max(1, min(round(PROBES_PER_SQRT_LIST * np.sqrt(lists)), PROBES))
 
 
@@ -64,9 +67,12 @@ def inverted_file_index(
     metric: int,
     centroids: np.ndarray | None = None,
     codebook: np.ndarray | None = None,
+    probes: int | None = None,
+    refine: int = REFINE_FACTOR,
 ) -> faiss.IndexRefine:
     """An approximate index over `bank` (N, D) float32 with `lists` inverted lists and faiss
-    `metric`, searching probe_count(lists) lists and re-ranking REFINE_FACTOR candidates exactly.
+    `metric`, searching probe_count(lists, probes) lists and re-ranking `refine` candidates a
+    query exactly.
 
     The lists hold 4-bit product-quantised codes of pairs of dimensions (of single dimensions
     when D is odd), scanned with faiss's SIMD "fast scan"; the candidates they yield are
@@ -83,9 +89,9 @@ def inverted_file_index(
     quantizer = flat_index(dim, metric)
     sub_vectors = dim // 2 if dim % 2 == 0 else dim
     lists_index = faiss.IndexIVFPQFastScan(quantizer, dim, lists, sub_vectors, CODE_BITS, metric)
-    lists_index.nprobe = probe_count(lists)
+    lists_index.nprobe = probe_count(lists, probes)
     index = faiss.IndexRefineFlat(lists_index)
-    index.k_factor = REFINE_FACTOR
+    index.k_factor = refine
     index.referenced_objects = [quantizer, lists_index]
     if centroids is not None:
         quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))  # k-means is skipped
@@ -101,8 +107,15 @@ def inverted_file_index(
     return index
 
 
-def restored_index(bank: np.ndarray, lists: np.ndarray, metric: int) -> faiss.IndexRefine:
-    """The approximate index `inverted_file_index` built over `bank`, from its inverted lists as
+def restored_index(
+    bank: np.ndarray,
+    lists: np.ndarray,
+    metric: int,
+    probes: int | None = None,
+    refine: int = REFINE_FACTOR,
+) -> faiss.IndexRefine:
+    """The approximate index `inverted_file_index` built over `bank` (with `probes` and
+    `refine`), from its inverted lists as
     `NearestNeighbours.lists` serialised them: no row is assigned or encoded again, so loading
     takes a copy instead of a search of every row against every list (19 s at 200 references),
     and searches return bit for bit what the fitted index returned. A ValueError says when
@@ -115,9 +128,9 @@ def restored_index(bank: np.ndarray, lists: np.ndarray, metric: int) -> faiss.In
     valid = isinstance(lists_index, faiss.IndexIVFPQFastScan) and lists_index.metric_type == metric
     if not valid or (lists_index.ntotal, lists_index.d) != (count, dim):
         raise ValueError(f"the inverted lists do not index this bank of {count} x {dim}")
-    lists_index.nprobe = probe_count(lists_index.nlist)
+    lists_index.nprobe = probe_count(lists_index.nlist, probes)
     index = faiss.IndexRefineFlat(lists_index, faiss.swig_ptr(bank))
-    index.k_factor = REFINE_FACTOR
+    index.k_factor = refine
     index.referenced_objects = [lists_index]
     return index
 
@@ -189,10 +202,18 @@ class NearestNeighbours:
         half_precision: round the fitted rows to float16 (and normalise them again for
             "cosine"; they are searched in float32), so that `saved_bank` holds them in half
             the bytes and loses nothing.
+        probes: inverted lists the approximate index visits per query; None: `probe_count`'s
+            default for the bank's size.
+        refine: candidates per query the approximate index re-ranks exactly.
     """
 
     def __init__(
-        self, metric: str = "cosine", approximate: bool | None = None, half_precision: bool = False
+        self,
+        metric: str = "cosine",
+        approximate: bool | None = None,
+        half_precision: bool = False,
+        probes: int | None = None,
+        refine: int = REFINE_FACTOR,
     ):
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
@@ -200,6 +221,8 @@ class NearestNeighbours:
         self._faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         self.approximate = approximate
         self.half_precision = half_precision
+        self.probes = probes
+        self.refine = refine
         self.bank = np.empty((0, 0), dtype=np.float32)
         self.owners = np.empty(0, dtype=np.int64)
         self._index: faiss.Index | None = None
@@ -249,7 +272,7 @@ class NearestNeighbours:
             bank = np.ascontiguousarray(bank / self._half_norms)
         self.owners = np.asarray(owners, dtype=np.int64)
         if lists is not None and len(lists):
-            self._index = restored_index(bank, lists, self._faiss_metric)
+            self._index = restored_index(bank, lists, self._faiss_metric, self.probes, self.refine)
         else:
             self._index = self._build_index(bank, centroids, codebook)
         self.bank = stored_vectors(self._index)
@@ -339,7 +362,7 @@ class NearestNeighbours:
             return self._search_rows(queries, kept, k)
         others = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.flatnonzero(excluded)))
         params = faiss.IndexRefineSearchParameters(
-            k_factor=REFINE_FACTOR,
+            k_factor=self.refine,
             base_index_params=faiss.SearchParametersIVF(
                 sel=others, nprobe=faiss.extract_index_ivf(self._index).nprobe
             ),
@@ -484,7 +507,9 @@ class NearestNeighbours:
         if codebook is not None and len(codebook) == 0:
             codebook = None  # an exact bank's, or a model saved before codes were kept
         lists = list_count(count) if centroids is None else len(centroids)
-        return inverted_file_index(bank, lists, self._faiss_metric, centroids, codebook)
+        return inverted_file_index(
+            bank, lists, self._faiss_metric, centroids, codebook, self.probes, self.refine
+        )
 
     def _to_distances(self, values: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":

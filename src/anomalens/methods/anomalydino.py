@@ -10,6 +10,7 @@ from tqdm import tqdm
 from anomalens.errors import ConfigError, ImageError
 from anomalens.features import FeatureExtractor, stack_levels
 from anomalens.localization.masking import foreground_mask, should_mask
+from anomalens.memory.knn import REFINE_FACTOR
 from anomalens.methods.base import PatchScores, top_count, top_fraction_mean
 from anomalens.methods.memory_bank import MemoryBankMethod, PatchGrid
 from anomalens.validation import ArraySpec, flag, integer, number
@@ -63,6 +64,10 @@ class AnomalyDINO(MemoryBankMethod):
             unaligned datasets here it lowered image AUROC (docs/results.md).
         approximate: None (exact search up to 2,000 bank patches, approximate above),
             True or False.
+        probes: inverted lists the approximate index visits per query (None: about
+            0.75·sqrt(lists), at most 24): more find the nearest patch more often, at a cost
+            per query.
+        refine: candidates per query the approximate index re-ranks with the full vectors.
         exact_top: give the patches the image score reads the distances of exact search,
             whatever the index (`NearestNeighbours.distances`): one more read of the bank per
             image, cheap for the fine member's 40 dimensions (DeepPCB: the image score moved by
@@ -93,6 +98,8 @@ class AnomalyDINO(MemoryBankMethod):
         position_statistics: bool = False,
         approximate: bool | None = None,
         exact_top: bool = False,
+        probes: int | None = None,
+        refine: int = REFINE_FACTOR,
         batch_size: int = 8,
         tile: int | None = None,
     ):
@@ -108,7 +115,7 @@ class AnomalyDINO(MemoryBankMethod):
         flag("position_statistics", position_statistics), flag("exact_top", exact_top)
         number("top_fraction", top_fraction, maximum=1, above=0)
         integer("min_top_patches", min_top_patches, minimum=1)
-        super().__init__(approximate)
+        super().__init__(approximate, probes, refine)
         self.extractor = FeatureExtractor(
             backbone, resolution, levels, weights, keep_aspect, batch_size, tile
         )
@@ -139,6 +146,8 @@ class AnomalyDINO(MemoryBankMethod):
             "position_statistics": self.position_statistics,
             "approximate": self.approximate,
             "exact_top": self.exact_top,
+            "probes": self.probes,
+            "refine": self.refine,
         }
 
     def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from anomalens.memory.knn import NearestNeighbours
+from anomalens.memory.knn import REFINE_FACTOR, NearestNeighbours
 from anomalens.methods.base import Method, PatchScores
 from anomalens.progress import spinner
-from anomalens.validation import ArraySpec, choice
+from anomalens.validation import ArraySpec, choice, integer
 
 
 @dataclass
@@ -30,9 +30,15 @@ class MemoryBankMethod(Method):
 
     metric: str
 
-    def __init__(self, approximate: bool | None) -> None:
+    def __init__(
+        self, approximate: bool | None, probes: int | None = None, refine: int = REFINE_FACTOR
+    ) -> None:
         self.approximate = choice("approximate", approximate, (None, True, False))
-        self.neighbours = NearestNeighbours(self.metric, approximate, half_precision=True)
+        self.probes = probes if probes is None else integer("probes", probes, minimum=1)
+        self.refine = integer("refine", refine, minimum=1)
+        self.neighbours = NearestNeighbours(
+            self.metric, approximate, half_precision=True, probes=probes, refine=refine
+        )
 
     @abstractmethod
     def patch_grids(self, images: list[np.ndarray], progress: bool = False) -> list[PatchGrid]:
