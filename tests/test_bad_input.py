@@ -276,6 +276,19 @@ def test_references_without_spread_fail_the_fit_with_a_message(references, metho
         Detector(method=method, resolution=64).fit(references)
 
 
+def test_a_copied_reference_is_fitted_once_with_a_warning_naming_both(tmp_path):
+    references = [texture(seed) for seed in range(8)]
+    paths = []
+    for index, image in enumerate([*references, references[2]]):
+        Image.fromarray(image).save(tmp_path / f"good{index}.png")
+        paths.append(tmp_path / f"good{index}.png")
+    with pytest.warns(UserWarning, match="good8.png is a copy of .*good2.png"):
+        copied = Detector(method="anomalydino", resolution=64).fit(paths)
+    plain = Detector(method="anomalydino", resolution=64).fit(paths[:8])
+    assert copied.references == plain.references
+    assert copied.thresholds["image"].value == plain.thresholds["image"].value
+
+
 @pytest.mark.parametrize("method", ["anomalydino", "ensemble"])
 def test_a_threshold_no_score_can_reach_is_warned_about_and_kept_in_the_model(method, tmp_path):
     with pytest.warns(CalibrationWarning, match="above the highest score"):

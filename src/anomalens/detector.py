@@ -1,5 +1,6 @@
 """The Detector: fit on good images, predict score, map, mask, boxes and verdict."""
 
+import hashlib
 import inspect
 import warnings
 from collections.abc import Sequence
@@ -162,9 +163,13 @@ class Detector:
         reference quadrant below SPLIT_BELOW), `held_out_map_maxima` the maxima of their maps
         the pixel threshold was set from, so that `retarget` can move both.
 
-        References without spread in their held-out scores (copies, blank images) raise a
-        CalibrationError; a threshold above the highest score the method can give is kept with
-        a CalibrationWarning, its message in `calibration_warnings` by threshold name.
+        An exact copy of an earlier reference is left out, with a warning naming both: it adds
+        nothing to the bank, and held out it would score near 0 against its twin and widen the
+        threshold (two copies among DeepPCB's 169 references lifted the image threshold above
+        every defective crop). References that are all copies of one photo, or without spread
+        in their held-out scores (blank images), raise a CalibrationError; a threshold above
+        the highest score the method can give is kept with a CalibrationWarning, its message in
+        `calibration_warnings` by threshold name.
         """
         images = _listed(images)
         if not images:
@@ -175,7 +180,7 @@ class Detector:
                 f"an outlier); all {len(images)} are kept",
                 stacklevel=2,
             )
-        names, arrays = _arrays(images, names)
+        names, arrays = _without_copies(*_arrays(images, names))
         held_out = self._fit_with_holdout(arrays, progress)
         image_scores = np.array([scores.image_score for scores in held_out])
         flagged = calibration.outliers(image_scores) if len(arrays) >= SPLIT_BELOW else []
@@ -460,6 +465,30 @@ def _arrays(
     """The name (given, else see `_name`) and RGB array of each image."""
     names = list(names) if names else [_name(image, i) for i, image in enumerate(images)]
     return names, [as_rgb_array(image, name) for image, name in zip(images, names, strict=True)]
+
+
+def _without_copies(
+    names: list[str], arrays: list[np.ndarray]
+) -> tuple[list[str], list[np.ndarray]]:
+    """`names` and `arrays` without the arrays equal to an earlier one, each named in a
+    warning; a CalibrationError when more than one array was given and all are one photo."""
+    first: dict[tuple[tuple[int, ...], bytes], int] = {}
+    kept = []
+    for index, array in enumerate(arrays):
+        key = (array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).digest())
+        twin = first.setdefault(key, index)
+        if twin == index or not np.array_equal(array, arrays[twin]):
+            kept.append(index)
+        else:
+            warnings.warn(
+                f"{names[index]} is a copy of {names[twin]}: it is fitted once", stacklevel=3
+            )
+    if len(kept) == 1 < len(arrays):
+        raise calibration.CalibrationError(
+            f"the references have no spread: all {len(arrays)} are copies of one photo, so "
+            "every new image would be NG; fit on varied photos of good parts"
+        )
+    return [names[i] for i in kept], [arrays[i] for i in kept]
 
 
 def _listed(images: Any) -> list[ImageInput]:
