@@ -6,7 +6,7 @@ from images import object_on_background, texture, with_defect
 
 from anomalens import Detector
 from anomalens.errors import ImageError
-from anomalens.methods.anomalydino import DENSITY_FLOOR, AnomalyDINO
+from anomalens.methods.anomalydino import DENSITY_FLOOR, AnomalyDINO, rotated_count
 
 
 def striped(angle_step: int) -> np.ndarray:
@@ -49,13 +49,16 @@ def test_masking_is_true_false_or_auto_and_nothing_else(masking):
         AnomalyDINO(masking=masking)
 
 
-def test_only_the_rotated_references_limit_get_rotated_copies_spread_over_them():
-    images = [texture(seed, 64, 64) for seed in range(5)]
+def test_rotated_copies_fill_the_bank_up_to_the_limit_of_references_with_all_their_copies():
+    images = [texture(seed, 64, 64) for seed in range(8)]
     capped = AnomalyDINO(resolution=64, rotation_step=90, rotated_references=2, masking=False)
+    _, owners, _ = capped.bank_patches(images[:3], progress=False)
+    rows = np.bincount(owners)  # 2 references with 3 copies each would be 8 images: 3 + 2 * 3
+    assert rows[0] == rows[2] == 4 * rows[1]  # the first and the last are rotated
     _, owners, _ = capped.bank_patches(images, progress=False)
-    rows = np.bincount(owners)
-    assert rows[0] == rows[4] == 4 * rows[1]  # the first and the last, each with 3 copies
-    assert rows[1] == rows[2] == rows[3]
+    assert len(set(np.bincount(owners))) == 1  # 8 references are 8 images: none is rotated
+    assert [rotated_count(n, 16, 7) for n in (5, 16, 54, 127, 128, 200)] == [5, 16, 11, 1, 0, 0]
+    assert rotated_count(200, None, 7) == 200 and rotated_count(20, 16, 0) == 0
 
 
 def test_a_rotation_step_of_90_degrees_adds_only_the_right_angles():

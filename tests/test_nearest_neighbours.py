@@ -277,6 +277,18 @@ def test_a_half_precision_bank_is_saved_in_half_the_bytes_and_restored_bit_for_b
     )
 
 
+def test_image_numbers_are_held_in_4_bytes_a_row_and_older_8_byte_ones_load():
+    owners = np.repeat(np.arange(3), 40)
+    fitted = NearestNeighbours("l2").fit(clustered(120), owners)
+    assert fitted.owners.dtype == np.int32
+    older = NearestNeighbours("l2").restore(fitted.saved_bank, owners.astype(np.int64))
+    assert older.owners.dtype == np.int32
+    np.testing.assert_array_equal(
+        older.distances_excluding(clustered(5), 1)[1],
+        fitted.distances_excluding(clustered(5), 1)[1],
+    )
+
+
 def test_a_float32_bank_restores_as_float32():
     neighbours = NearestNeighbours("l2").restore(clustered(100), np.zeros(100, dtype=np.int64))
     assert not neighbours.half_precision and neighbours.saved_bank.dtype == np.float32

@@ -224,7 +224,7 @@ class NearestNeighbours:
         self.probes = probes
         self.refine = refine
         self.bank = np.empty((0, 0), dtype=np.float32)
-        self.owners = np.empty(0, dtype=np.int64)
+        self.owners = np.empty(0, dtype=np.int32)
         self._index: faiss.Index | None = None
         self._bank_norms: np.ndarray | None = None
         """(N,) squared norms of the bank rows, for exact re-search with the l2 metric."""
@@ -270,7 +270,7 @@ class NearestNeighbours:
         if self.half_precision and self.metric == "cosine":
             self._half_norms = np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
             bank = np.ascontiguousarray(bank / self._half_norms)
-        self.owners = np.asarray(owners, dtype=np.int64)
+        self.owners = np.asarray(owners, dtype=np.int32)  # image numbers: 4 bytes a row
         if lists is not None and len(lists):
             self._index = restored_index(bank, lists, self._faiss_metric, self.probes, self.refine)
         else:

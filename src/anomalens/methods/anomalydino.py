@@ -1,5 +1,6 @@
 """AnomalyDINO (Damm et al., WACV 2025): cosine nearest neighbours of patch features."""
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,12 +41,14 @@ class AnomalyDINO(MemoryBankMethod):
         rotation: add rotated copies of the references to the bank.
         rotation_step: degrees between those copies: 45 adds 7 copies (45, 90, ..., 315), 90
             only the right angles (3 copies, half the bank and search of 45).
-        rotated_references: rotate at most this many references, evenly spread over them
-            (None: all). Rotated copies stand in for the poses a few references do not show;
-            many references show them themselves, while their copies would multiply the fit
-            time, the bank and the approximate index's error. All 200 MTD references rotated:
-            fit 478 s, image AUROC 0.916; 16 of them: fit 89 s, image AUROC 0.916
-            (docs/results.md, stop 29).
+        rotated_references: rotated copies are made of references evenly spread over them
+            until the bank holds as many images as this many references with all their copies
+            would (None: every reference rotated). Copies stand in for the poses a few
+            references do not show; many references show them themselves, while their copies
+            would multiply the fit time, the bank and the approximate index's error. At 16
+            and 45 degrees: up to 16 references all rotated, 11 of MPDD's 54, none of 128 or
+            more. All 200 MTD references rotated: fit 478 s, image AUROC 0.916; 16 of them:
+            89 s, 0.916; none: 53 s, 0.914 (docs/results.md, stops 29 and 30).
         masking: "auto" (decided by the masking test on the first reference), True or False:
             ignore background patches found by zero-shot PCA masking.
         top_fraction: fraction of highest patch scores averaged into the image score.
@@ -164,7 +167,9 @@ class AnomalyDINO(MemoryBankMethod):
         if self.masking == "auto":
             self.use_mask = should_mask(grids[0].features)
         angles = range(self.rotation_step, 360, self.rotation_step) if self.rotation else ()
-        rotated = spread(len(images), self.rotated_references)
+        rotated = spread(
+            len(images), rotated_count(len(images), self.rotated_references, len(angles))
+        )
         patches, owners = [], []
         pairs = tqdm(
             zip(images, grids, strict=True),
@@ -282,10 +287,21 @@ class AnomalyDINO(MemoryBankMethod):
         return flat[foreground_mask(features).ravel()] if self.use_mask else flat
 
 
-def spread(count: int, limit: int | None) -> set[int]:
+def rotated_count(references: int, limit: int | None, copies: int) -> int:
+    """How many of `references` to rotate, `copies` copies each, so that the bank holds the
+    images of `limit` references with all their copies (or every reference's own, when more):
+    all of them up to `limit` (or with no limit), fewer beyond, none from limit·(copies + 1)."""
+    if limit is None or references <= limit:
+        return references
+    if not copies:
+        return 0
+    return max(0, math.ceil((limit * (copies + 1) - references) / copies))
+
+
+def spread(count: int, limit: int) -> set[int]:
     """Indices of at most `limit` of `count` items, evenly spaced from the first (all of them
-    when `limit` is None or not below `count`)."""
-    if limit is None or limit >= count:
+    when `limit` is not below `count`)."""
+    if limit >= count:
         return set(range(count))
     return {int(index) for index in np.linspace(0, count - 1, limit).round()} if limit else set()
 

@@ -123,7 +123,7 @@ class MemoryBankMethod(Method):
     def state_spec(self) -> dict[str, ArraySpec]:
         return {
             "bank": ArraySpec(("rows", "dim"), ("float16", "float32")),  # float32: older models
-            "owners": ArraySpec(("rows",), "int64"),
+            "owners": ArraySpec(("rows",), ("int32", "int64")),  # int64: older models
             "centroids": ArraySpec(("lists", "dim"), "float32", required=False),
             "codebook": ArraySpec((None,), "float32", required=False),
             "lists": ArraySpec((None,), "uint8", required=False),
