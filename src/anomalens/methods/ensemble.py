@@ -21,8 +21,8 @@ wide receptive fields that see large defects (MTD's breaks and frays, MPDD's rus
 keeps the default probes and no `exact_top`: 48 probes and 64 re-ranked candidates brought its
 image score from 2.4% to 0.54% of exact search (MTD, 16 references), and `exact_top` certifies
 it (0.000% at 200 references, against 11.2%), but neither changed an image AUROC on the three
-dev datasets by more than 0.002, while `exact_top` cost up to 30 ms an image and, at 200 MTD
-references, 13 s of fit and twice the peak memory (docs/results.md, stops 29 and 30)."""
+dev datasets by more than 0.002, while `exact_top` cost 5-30% of an image's time and, at 200
+MTD references, 13 s of fit and twice the peak memory (docs/results.md, stops 29 and 30)."""
 FINE_MEMBER: dict[str, Any] = {
     "method": "anomalydino",
     "resolution": "native",
